@@ -1,0 +1,248 @@
+"""``bci-stream``: run the daemon, replay a file, listen, demo, inspect, bench.
+
+Every command exits 0 on success, 2 on a :class:`~bci_stream.errors.BciStreamError` (with a
+one-line message on stderr that says what to do), 1 on anything unexpected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import BciStreamError
+
+log = logging.getLogger("bci_stream")
+
+
+def _setup_logging(verbose: int) -> None:
+    level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+
+def _install_stop_handlers(request_stop: Callable[[], None]) -> None:
+    """First SIGINT/SIGTERM asks for a graceful stop; a second one exits at once."""
+    asked = False
+
+    def handler(signum: int, frame: Any) -> None:
+        nonlocal asked
+        if asked:
+            raise SystemExit(130)
+        asked = True
+        request_stop()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+# ---------------------------------------------------------------------------- run
+def cmd_run(args: argparse.Namespace) -> int:
+    from .config import load_config
+    from .daemon import Daemon
+
+    overrides: dict[str, Any] = {
+        "model": {"path": args.model, "provider": args.provider},
+        "eeg": {"name": args.eeg_name, "source_id": args.eeg_source_id},
+        "markers": {"name": args.markers_name, "source_id": args.markers_source_id},
+        "publish": {"endpoint": args.endpoint, "log": args.log},
+        "runtime": {"wait": args.wait},
+    }
+    config = load_config(args.config, overrides)
+    daemon = Daemon(config)
+    _install_stop_handlers(daemon.request_stop)
+    daemon.serve()
+    return 0
+
+
+# ---------------------------------------------------------------------------- replay
+def cmd_replay(args: argparse.Namespace) -> int:
+    import threading
+
+    from .replay import replay_main
+
+    stop = threading.Event()
+    _install_stop_handlers(stop.set)
+    return replay_main(
+        args.file,
+        name=args.name,
+        source_id=args.source_id,
+        speed=args.speed,
+        loop=args.loop,
+        chunk=args.chunk,
+        wait_consumers=args.wait_consumers,
+        event_fields=args.event_fields,
+        stop_event=stop,
+    )
+
+
+# ---------------------------------------------------------------------------- listen
+def cmd_listen(args: argparse.Namespace) -> int:
+    import threading
+    import time
+
+    from .client import Subscriber, SubscriberTimeout
+    from .listen import format_message
+
+    stop = threading.Event()
+    _install_stop_handlers(stop.set)
+    shown = 0
+    with Subscriber(args.endpoint, args.topics, timeout=1.0) as sub:
+        waited = 0.0
+        while not stop.is_set():
+            try:
+                msg = sub.recv(timeout=1.0)
+            except SubscriberTimeout:
+                waited += 1.0
+                if args.timeout and waited >= args.timeout:
+                    print(f"no message for {args.timeout:g} s from {args.endpoint}; stopping", file=sys.stderr)
+                    return 2
+                if waited in (3.0, 10.0) or waited % 30 == 0:
+                    print(f"(waiting for messages on {args.endpoint} ...)", file=sys.stderr)
+                continue
+            waited = 0.0
+            print(msg.model_dump_json() if args.json else format_message(msg), flush=True)
+            shown += 1
+            if args.count and shown >= args.count:
+                break
+        if sub.gaps:
+            print(f"lost messages by topic: {sub.gaps}", file=sys.stderr)
+    time.sleep(0)
+    return 0
+
+
+# ---------------------------------------------------------------------------- demo
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(
+        recording=args.recording,
+        model=args.model,
+        config=args.config,
+        speed=args.speed,
+        timeout=args.timeout,
+        quiet=args.quiet,
+    )
+
+
+# ---------------------------------------------------------------------------- inspect
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.streams or args.path is None:
+        from .lsl import list_streams
+
+        streams = list_streams(wait=args.wait)
+        if not streams:
+            print(f"no LSL streams visible within {args.wait:g} s")
+        for s in streams:
+            print(s.summary())
+        return 0
+    path = Path(args.path)
+    if path.suffix == ".onnx":
+        from .card import read_card
+
+        card = read_card(path)
+        print(card.model_dump_json(by_alias=True, indent=2))
+        return 0
+    from .recordings import read_recording
+
+    rec = read_recording(path, event_fields=args.event_fields)
+    values: dict[str, int] = {}
+    for m in rec.markers:
+        values[m.value] = values.get(m.value, 0) + 1
+    print(f"{rec.source}: {len(rec.ch_names)} channels at {rec.sfreq:g} Hz, {rec.duration:.1f} s, units {rec.units}")
+    print(f"channels: {', '.join(rec.ch_names[:16])}{' ...' if len(rec.ch_names) > 16 else ''}")
+    print(f"markers: {len(rec.markers)} ({len(values)} distinct)")
+    for value, n in sorted(values.items(), key=lambda kv: -kv[1])[:20]:
+        print(f"  {n:5d}  {value}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- bench
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_bench
+
+    return run_bench(model=args.model, repeats=args.repeats, batch_sizes=args.batch, out=args.out)
+
+
+# ---------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bci-stream", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    parser.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbose", help="warnings only")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="serve a model on live LSL streams, publish over ZeroMQ")
+    run.add_argument("--config", type=Path, default=None, help="daemon TOML config (default: built-in defaults)")
+    run.add_argument("--model", type=Path, help="ONNX model with a bci-stream card (overrides [model] path)")
+    run.add_argument("--provider", choices=["auto", "cuda", "cpu"], help="ONNX Runtime provider (default auto)")
+    run.add_argument("--eeg-name", help="EEG stream name (overrides [eeg] name)")
+    run.add_argument("--eeg-source-id", help="EEG stream source_id (overrides [eeg] source_id)")
+    run.add_argument("--markers-name", help="marker stream name (overrides [markers] name)")
+    run.add_argument("--markers-source-id", help="marker stream source_id (overrides [markers] source_id)")
+    run.add_argument("--endpoint", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
+    run.add_argument("--log", type=Path, help="also write every message to this JSON-lines file")
+    run.add_argument("--wait", type=float, help="seconds to wait for the streams (default 30)")
+    run.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("replay", help="play a recording as a fake LSL amplifier (EEG + markers)")
+    rp.add_argument("file", type=Path, help="FIF, EDF/BDF, BrainVision (.vhdr), EEGLAB (.set) or XDF file")
+    rp.add_argument("--name", help="EEG stream name (default: the file's stem); markers are NAME-markers")
+    rp.add_argument("--source-id", help="LSL source_id (default: derived from the file)")
+    rp.add_argument("--speed", type=float, default=1.0, help="play X times faster than real time (default 1)")
+    rp.add_argument("--loop", action="store_true", help="start again at the end, timestamps continuing")
+    rp.add_argument("--chunk", type=int, help="samples per push (default about 20 ms)")
+    rp.add_argument(
+        "--wait-consumers", type=float, default=0.0, metavar="S", help="wait up to S s for inlets before playing"
+    )
+    rp.add_argument("--event-fields", nargs="+", help="EEGLAB event fields to append to markers (e.g. position)")
+    rp.set_defaults(func=cmd_replay)
+
+    ls = sub.add_parser("listen", help="print the daemon's messages, one readable line each")
+    ls.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
+    ls.add_argument("--topics", nargs="+", default=["prediction", "drop", "valence", "status"])
+    ls.add_argument("--json", action="store_true", help="print raw JSON payloads")
+    ls.add_argument("--count", type=int, default=0, help="stop after N messages")
+    ls.add_argument("--timeout", type=float, default=0.0, help="give up after S s without a message (0: never)")
+    ls.set_defaults(func=cmd_listen)
+
+    dm = sub.add_parser("demo", help="replay a recording through the daemon and show predictions")
+    dm.add_argument("--recording", type=Path, default=Path("build/demo.fif"))
+    dm.add_argument("--model", type=Path, default=Path("exported/cogninet-synth.onnx"))
+    dm.add_argument("--config", type=Path, default=Path("configs/daemon.toml"))
+    dm.add_argument("--speed", type=float, default=1.0)
+    dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
+    dm.add_argument("--quiet", action="store_true", help="only the summary line")
+    dm.set_defaults(func=cmd_demo)
+
+    ins = sub.add_parser("inspect", help="show a model card, a recording's contents, or the LSL streams")
+    ins.add_argument("path", nargs="?", help=".onnx model or recording file; omit to list LSL streams")
+    ins.add_argument("--streams", action="store_true", help="list visible LSL streams")
+    ins.add_argument("--wait", type=float, default=2.0, help="seconds to look for streams")
+    ins.add_argument("--event-fields", nargs="+")
+    ins.set_defaults(func=cmd_inspect)
+
+    bn = sub.add_parser("bench", help="measure inference time and the daemon's added latency on this machine")
+    bn.add_argument("--model", type=Path, default=Path("exported/cogninet-synth.onnx"))
+    bn.add_argument("--repeats", type=int, default=100)
+    bn.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
+    bn.add_argument("--out", type=Path, help="write results as JSON here")
+    bn.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return int(args.func(args) or 0)
+    except BciStreamError as exc:
+        print(f"bci-stream {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

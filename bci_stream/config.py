@@ -1,0 +1,155 @@
+"""The daemon's configuration: one pydantic model, read from TOML, strict about keys and types.
+
+Every error names the file, the key (``[section] key``), the value found and the rule broken.
+Command-line overrides go through the same validation as the file.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _check_regex(value: str | None) -> str | None:
+    if value:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from exc
+    return value
+
+
+class StreamSelector(_Section):
+    """How to find an LSL stream: every field given must match (name, type, source_id)."""
+
+    name: str | None = None
+    type: str | None = None
+    source_id: str | None = None
+
+    def describe(self) -> str:
+        parts = [
+            f"{k}={v!r}" for k, v in (("name", self.name), ("type", self.type), ("source_id", self.source_id)) if v
+        ]
+        return ", ".join(parts) or "any stream"
+
+
+class EegSection(StreamSelector):
+    type: str | None = "EEG"
+    units: str | None = Field(
+        None, description="units of the stream when its metadata does not say (e.g. 'microvolts')"
+    )
+
+
+class MarkerSection(StreamSelector):
+    type: str | None = "Markers"
+    events: str = Field("^stim/", description="regex (re.search) a marker must match to get an epoch")
+    label: str | None = Field(
+        r"stim/(?P<label>[^/]+)/", description="regex with a 'label' group giving the true class, or empty"
+    )
+
+    _events = field_validator("events")(_check_regex)
+
+    @field_validator("label")
+    @classmethod
+    def _label_has_group(cls, value: str | None) -> str | None:
+        _check_regex(value)
+        if value and "label" not in re.compile(value).groupindex:
+            raise ValueError(f"{value!r} has no named group '(?P<label>...)'")
+        return value or None
+
+
+class ModelSection(_Section):
+    path: Path = Path("exported/cogninet-synth.onnx")
+    provider: Literal["auto", "cuda", "cpu"] = "auto"
+    max_batch: int = Field(16, ge=1, le=1024)
+    top_k: int = Field(5, ge=1)
+
+
+class PublishSection(_Section):
+    endpoint: str = "tcp://127.0.0.1:5556"
+    log: Path | None = Field(None, description="also append every message to this JSON-lines file")
+    status_interval: float = Field(1.0, gt=0, description="seconds between status messages")
+    high_water_mark: int = Field(10_000, ge=1, description="messages queued per slow subscriber before ZeroMQ drops")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.match(r"^(tcp|ipc|inproc)://.+", value):
+            raise ValueError(f"{value!r} is not a ZeroMQ endpoint like tcp://127.0.0.1:5556")
+        return value
+
+
+class RuntimeSection(_Section):
+    wait: float = Field(30.0, ge=0, description="seconds to wait for the streams to appear")
+    buffer_seconds: float = Field(30.0, gt=0, description="filtered signal kept for late markers, s")
+    stream_timeout: float = Field(2.0, gt=0, description="no EEG for this long = stream lost, s")
+    shutdown_timeout: float = Field(2.0, gt=0, description="graceful stop must finish within this, s")
+    poll_interval: float = Field(0.002, gt=0, le=0.1, description="main-loop wait for new data, s")
+
+
+class DaemonConfig(_Section):
+    """Everything ``bci-stream run`` needs; see configs/daemon.toml for a commented example."""
+
+    model: ModelSection = Field(default_factory=lambda: ModelSection())
+    eeg: EegSection = Field(default_factory=lambda: EegSection())
+    markers: MarkerSection = Field(default_factory=lambda: MarkerSection())
+    publish: PublishSection = Field(default_factory=lambda: PublishSection())
+    runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
+
+
+def _describe(err: Any) -> str:
+    loc = [str(p) for p in err["loc"]]
+    where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (f"[{loc[0]}]" if loc else "top level")
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown key (check the spelling; see configs/daemon.toml)"
+    value = err.get("input")
+    shown = "" if isinstance(value, dict) else f" (got {value!r})"
+    return f"{where}: {err['msg']}{shown}"
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DaemonConfig:
+    """Read a TOML config (or defaults when ``path`` is None) and apply nested ``overrides``.
+
+    Relative paths inside the file (model, log) are taken relative to the current directory.
+
+    Raises
+    ------
+    ConfigError
+        Naming the file and every offending key.
+    """
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {source!r} does not exist; pass --config with a TOML file")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
+    data = _merge(data, overrides or {})
+    try:
+        return DaemonConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{source}: {problems}") from exc

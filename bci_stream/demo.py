@@ -1,0 +1,159 @@
+"""``bci-stream demo``: a recording replayed as a fake amplifier, the daemon, and a listener.
+
+Runs the replay and the daemon as their own processes (as a lab would), subscribes in this
+process, prints each prediction as it arrives, and ends with exactly one summary line::
+
+    summary: markers=N predictions=P drops=D accuracy=A latency_p50_ms=X latency_p99_ms=Y provider=Z
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .client import Subscriber, SubscriberTimeout
+from .config import load_config
+from .errors import BciStreamError, RecordingError
+from .listen import format_message
+from .messages import Drop, Prediction, Status
+from .recordings import read_recording
+
+
+def free_tcp_endpoint() -> str:
+    """A loopback endpoint on a port that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def summary_line(predictions: list[Prediction], drops: list[Drop], markers: int, provider: str) -> str:
+    """The demo's one-line result (accuracy over labelled predictions, latency = added latency)."""
+    scored = [p.correct for p in predictions if p.correct is not None]
+    accuracy = f"{np.mean(scored):.3f}" if scored else "n/a"
+    lat = np.array([p.timing.added_latency_ms for p in predictions])
+    p50, p99 = (f"{v:.2f}" for v in np.percentile(lat, [50, 99])) if len(lat) else ("n/a", "n/a")
+    return (
+        f"summary: markers={markers} predictions={len(predictions)} drops={len(drops)} accuracy={accuracy} "
+        f"latency_p50_ms={p50} latency_p99_ms={p99} provider={provider}"
+    )
+
+
+def _stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def run_demo(
+    recording: Path,
+    model: Path,
+    config: Path,
+    *,
+    speed: float = 1.0,
+    timeout: float = 300.0,
+    quiet: bool = False,
+    out: Callable[[str], None] = print,
+) -> int:
+    """Replay ``recording`` through the daemon serving ``model``; returns 0 when every marker was answered."""
+    say = (lambda s: None) if quiet else out
+    if not recording.is_file():
+        raise RecordingError(
+            f"demo recording {str(recording)!r} does not exist; write one with "
+            f"`bci-train synth --out {recording}` (make demo does this)"
+        )
+    cfg = load_config(config if config.is_file() else None)
+    events = re.compile(cfg.markers.events)
+    expected = sum(1 for m in read_recording(recording).markers if events.search(m.value))
+    endpoint = free_tcp_endpoint()
+    name = f"bci-demo-{uuid.uuid4().hex[:8]}"
+    logs = Path("build/demo-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    py = [sys.executable, "-m", "bci_stream.cli"]
+    daemon_cmd = [*py, "run", "--model", str(model), "--eeg-name", name, "--markers-name", f"{name}-markers"]
+    daemon_cmd += ["--endpoint", endpoint, "--wait", "60"] + (["--config", str(config)] if config.is_file() else [])
+    replay_cmd = [*py, "replay", str(recording), "--name", name, "--source-id", name]
+    replay_cmd += ["--speed", str(speed), "--wait-consumers", "30"]
+
+    say(f"demo: {recording} ({expected} markers) -> daemon ({model}) -> {endpoint}")
+    predictions: list[Prediction] = []
+    drops: list[Drop] = []
+    provider = "unknown"
+    with (
+        open(logs / "daemon.log", "wb") as daemon_log,
+        open(logs / "replay.log", "wb") as replay_log,
+        Subscriber(endpoint, timeout=1.0) as sub,
+    ):
+        daemon = subprocess.Popen(daemon_cmd, stdout=daemon_log, stderr=subprocess.STDOUT)
+        replay: subprocess.Popen[bytes] | None = None
+        try:
+            deadline = time.monotonic() + 60
+            while True:  # handshake: the daemon publishes status while it waits for streams
+                if daemon.poll() is not None:
+                    raise BciStreamError(f"the daemon exited early; see {logs / 'daemon.log'}")
+                try:
+                    first = sub.wait_for("status", timeout=1.0)
+                    assert isinstance(first, Status)
+                    provider = first.provider
+                    break
+                except SubscriberTimeout:
+                    if time.monotonic() > deadline:
+                        raise BciStreamError(f"no status from the daemon in 60 s; see {logs / 'daemon.log'}") from None
+            say(f"demo: daemon up (ONNX Runtime provider {provider}); starting the replay")
+            replay = subprocess.Popen(replay_cmd, stdout=replay_log, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + timeout
+            quiet_since: float | None = None
+            next_status = time.monotonic() + 10
+            while len(predictions) + len(drops) < expected and time.monotonic() < deadline:
+                if daemon.poll() is not None:
+                    raise BciStreamError(f"the daemon exited during the demo; see {logs / 'daemon.log'}")
+                try:
+                    msg = sub.recv(timeout=0.5)
+                except SubscriberTimeout:
+                    if replay.poll() is not None:  # replay over: give stragglers a few seconds
+                        quiet_since = quiet_since or time.monotonic()
+                        if time.monotonic() - quiet_since > cfg.runtime.stream_timeout + 3:
+                            break
+                    continue
+                if isinstance(msg, Prediction):
+                    predictions.append(msg)
+                    say(format_message(msg))
+                elif isinstance(msg, Drop):
+                    drops.append(msg)
+                    say(format_message(msg))
+                elif isinstance(msg, Status):
+                    provider = msg.provider
+                    if time.monotonic() >= next_status:
+                        say(format_message(msg))
+                        next_status = time.monotonic() + 10
+        finally:
+            if replay is not None:
+                _stop_process(replay, 5)
+            _stop_process(daemon, cfg.runtime.shutdown_timeout + 3)
+        # the daemon answers markers still pending at shutdown with drops; collect them
+        try:
+            for msg in sub.messages(timeout=0.5, until=time.monotonic() + 1.0):
+                if isinstance(msg, Prediction):
+                    predictions.append(msg)
+                elif isinstance(msg, Drop):
+                    drops.append(msg)
+                    say(format_message(msg))
+        except SubscriberTimeout:
+            pass
+    answered = len(predictions) + len(drops)
+    if answered != expected:
+        out(f"demo: WARNING {expected} markers but {answered} answers; see {logs}/")
+    out(summary_line(predictions, drops, expected, provider))
+    return 0 if answered == expected else 1

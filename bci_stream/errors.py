@@ -1,0 +1,36 @@
+"""One small exception hierarchy for everything bci-stream raises on purpose.
+
+Every message names the thing at fault (file, stream, key), the value found and what to do,
+so a user can fix the problem without reading the source. Errors from liblsl and ONNX Runtime
+are translated into these in :mod:`bci_stream.lsl` and :mod:`bci_stream.inference` only.
+"""
+
+from __future__ import annotations
+
+
+class BciStreamError(Exception):
+    """Base class of all bci-stream errors; the CLI turns it into a message and exit code 2."""
+
+
+class ConfigError(BciStreamError):
+    """A configuration file or override is invalid (unknown key, wrong type, bad value)."""
+
+
+class ModelCardError(BciStreamError):
+    """A model has no card, a malformed card, or a card the input stream cannot satisfy."""
+
+
+class RecordingError(BciStreamError):
+    """A recording cannot be read or used (missing file, unsupported format, too short)."""
+
+
+class StreamNotFoundError(BciStreamError):
+    """An LSL stream could not be resolved within the allowed time."""
+
+
+class StreamLostError(BciStreamError):
+    """An LSL stream stopped delivering data."""
+
+
+class InferenceError(BciStreamError):
+    """ONNX Runtime failed to load or run a model."""
