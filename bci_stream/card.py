@@ -63,6 +63,8 @@ class Preprocessing(_Strict):
             raise ValueError(f"filter {self.filter!r} is not supported; use 'causal-butter-<order>'")
         if self.bandpass is not None:
             low, high = self.bandpass
+            if any(edge is not None and edge <= 0 for edge in (low, high)):
+                raise ValueError(f"bandpass {list(self.bandpass)}: band edges must be > 0 Hz (null for none)")
             if low is not None and high is not None and not 0 < low < high:
                 raise ValueError(f"bandpass {list(self.bandpass)} must satisfy 0 < low < high")
         return self

@@ -118,10 +118,11 @@ def _describe(err: Any) -> str:
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``overrides``, where None in ``overrides`` means "not given"."""
     out = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+        if isinstance(value, dict):
+            out[key] = _merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
         elif value is not None:
             out[key] = value
     return out

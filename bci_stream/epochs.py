@@ -87,6 +87,7 @@ class RingBuffer:
         self._times = np.zeros(2 * capacity)
         self._finite = np.ones(2 * capacity, dtype=bool)
         self._arrival = np.zeros(2 * capacity)
+        self._start = 0  # valid samples live in [_start, _start + _n)
         self._n = 0
         self.total = 0  # samples ever appended
 
@@ -95,52 +96,53 @@ class RingBuffer:
 
     @property
     def data(self) -> np.ndarray:
-        return self._data[: self._n]
+        return self._data[self._start : self._start + self._n]
 
     @property
     def times(self) -> np.ndarray:
-        return self._times[: self._n]
+        return self._times[self._start : self._start + self._n]
 
     @property
     def finite(self) -> np.ndarray:
-        return self._finite[: self._n]
+        return self._finite[self._start : self._start + self._n]
 
     @property
     def arrival(self) -> np.ndarray:
-        return self._arrival[: self._n]
+        return self._arrival[self._start : self._start + self._n]
+
+    def _arrays(self) -> tuple[np.ndarray, ...]:
+        return (self._data, self._times, self._finite, self._arrival)
 
     def append(
         self, data: np.ndarray, times: np.ndarray, finite: np.ndarray | None = None, arrival: float = 0.0
     ) -> None:
         """Add samples (n, n_channels) with their timestamps (n,) and finite flags (n,)."""
-        k = len(times)
-        if k == 0:
+        n_in = len(times)
+        if n_in == 0:
             return
         if finite is None:
             finite = np.isfinite(data).all(axis=1)
-        if k >= self.capacity:  # only the newest `capacity` samples can be kept
+        self.total += n_in
+        if n_in >= self.capacity:  # only the newest `capacity` samples can be kept
             data, times, finite = data[-self.capacity :], times[-self.capacity :], finite[-self.capacity :]
-            self._n, k = 0, self.capacity
-        elif self._n + k > 2 * self.capacity:
-            keep = self.capacity - k
-            for arr in (self._data, self._times, self._finite, self._arrival):
-                arr[:keep] = arr[self._n - keep : self._n]
-            self._n = keep
-        end = self._n + k
-        self._data[self._n : end] = data
-        self._times[self._n : end] = times
-        self._finite[self._n : end] = finite
-        self._arrival[self._n : end] = arrival
-        self._n = end
-        self.total += k
-        if self._n > self.capacity:  # logically forget the oldest; memory is reclaimed on compaction
-            drop = self._n - self.capacity
-            for arr in (self._data, self._times, self._finite, self._arrival):
-                arr[: self.capacity] = arr[drop : self._n]
+            self._start, self._n, n_in = 0, 0, self.capacity
+        end = self._start + self._n
+        if end + n_in > 2 * self.capacity:  # compact: move the samples still needed to the front
+            keep = min(self._n, self.capacity - n_in)
+            for arr in self._arrays():
+                arr[:keep] = arr[end - keep : end]
+            self._start, self._n, end = 0, keep, keep
+        self._data[end : end + n_in] = data
+        self._times[end : end + n_in] = times
+        self._finite[end : end + n_in] = finite
+        self._arrival[end : end + n_in] = arrival
+        self._n += n_in
+        if self._n > self.capacity:  # forget the oldest by moving the start (no copy)
+            self._start += self._n - self.capacity
             self._n = self.capacity
 
     def clear(self) -> None:
-        self._n = 0
+        self._start = self._n = 0
 
 
 class Epocher:
@@ -201,11 +203,11 @@ class Epocher:
         period = 1.0 / self.sfreq_in
         start, _end = self.window(marker)
         times = buf.times
-        if times[0] > start + 0.5 * period:
-            return Drop(
-                marker, DropReason.LATE, f"window starts at {start:.4f} s, oldest sample held is {times[0]:.4f} s"
-            )
         if self.same_rate:
+            if times[0] > start + 0.5 * period:
+                return Drop(
+                    marker, DropReason.LATE, f"window starts at {start:.4f} s, oldest sample held is {times[0]:.4f} s"
+                )
             i0 = int(np.searchsorted(times, start - 0.5 * period, side="left"))
             i1 = i0 + self.n_times
             if i1 > len(buf):
@@ -226,6 +228,10 @@ class Epocher:
                 float(buf.arrival[i1 - 1]),
             )
         grid = start + np.arange(self.n_times) / self.sfreq_out
+        if times[0] > grid[0] + 1e-9:  # interpolation needs a sample at or before the window start
+            return Drop(
+                marker, DropReason.LATE, f"window starts at {start:.4f} s, oldest sample held is {times[0]:.4f} s"
+            )
         if times[-1] < grid[-1]:
             return None
         lo = max(int(np.searchsorted(times, grid[0], side="right")) - 1, 0)

@@ -131,7 +131,7 @@ def resolve(
         raise StreamNotFoundError(f"stopped while waiting for the {role} stream ({selector.describe()})")
     found = "; ".join(describe(i).summary() for i in seen.values()) or "none"
     raise StreamNotFoundError(
-        f"no {role} stream with {selector.describe()} appeared within {wait:g} s. Streams found: {found}. "
+        f"no {role} stream with {selector.describe()} appeared within {wait:.1f} s. Streams found: {found}. "
         f"Start the amplifier or `bci-stream replay FILE`, or fix [{config_section}] in the config "
         f"(or pass --{config_section}-name)."
     )

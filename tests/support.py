@@ -164,7 +164,11 @@ def playing(recording: Recording, *, name: str, source_id: str, speed: float = 1
 
 
 def collect(
-    sub: Subscriber, until: Callable[[list[AnyMessage]], bool], *, timeout: float, topics: tuple[str, ...] = ("prediction", "drop")
+    sub: Subscriber,
+    until: Callable[[list[AnyMessage]], bool],
+    *,
+    timeout: float,
+    topics: tuple[str, ...] = ("prediction", "drop"),
 ) -> list[AnyMessage]:
     """Receive messages of ``topics`` until ``until(messages)`` holds; fail after ``timeout`` s."""
     got: list[AnyMessage] = []

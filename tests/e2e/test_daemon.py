@@ -110,7 +110,9 @@ def test_accuracy_and_labels_reported(linear_model):
         sub.wait_for("status", timeout=15)
         with playing(rec, name=name, source_id=name, speed=4.0, wait_consumers=10):
             got = collect(sub, lambda m: len(m) >= expected, timeout=30)
-            status = collect(sub, lambda m: bool(m) and m[-1].counts.labelled == expected, timeout=5, topics=("status",))[-1]
+            status = collect(
+                sub, lambda m: bool(m) and m[-1].counts.labelled == expected, timeout=5, topics=("status",)
+            )[-1]
     preds = [m for m in got if isinstance(m, Prediction)]
     assert all(p.true_label in {"a", "b", "c"} and p.correct == (p.label == p.true_label) for p in preds)
     assert isinstance(status, Status)
