@@ -122,7 +122,8 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict):
-            out[key] = _merge(out.get(key) if isinstance(out.get(key), dict) else {}, value)
+            current = out.get(key)
+            out[key] = _merge(current if isinstance(current, dict) else {}, value)
         elif value is not None:
             out[key] = value
     return out

@@ -89,7 +89,7 @@ def test_config_unknown_key_and_wrong_type(tmp_path: Path, model: Path) -> None:
 
 
 def test_missing_and_unsupported_files(tmp_path: Path) -> None:
-    with pytest.raises(RecordingError, match="missing.fif"):
+    with pytest.raises(RecordingError, match=r"missing\.fif"):
         read_recording(tmp_path / "missing.fif")
     run = cli("replay", str(tmp_path / "missing.fif"))
     assert run.returncode == 2 and "missing.fif" in run.stderr
