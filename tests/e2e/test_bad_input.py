@@ -68,11 +68,11 @@ def test_rate_too_low_for_the_card(tmp_path: Path) -> None:
     )
     name = unique("eeg")
     config = daemon_config(model, name, f"{name}-markers")
-    with playing(small_recording(seconds=30), name=name, source_id=name):
-        with pytest.raises(
-            ModelCardError, match=r"samples at 500 Hz \(Nyquist 250 Hz\) but model .* filters up to 300 Hz"
-        ):
-            Daemon(config).serve()
+    with (
+        playing(small_recording(seconds=30), name=name, source_id=name),
+        pytest.raises(ModelCardError, match=r"samples at 500 Hz \(Nyquist 250 Hz\) but model .* filters up to 300 Hz"),
+    ):
+        Daemon(config).serve()
 
 
 def test_config_unknown_key_and_wrong_type(tmp_path: Path, model: Path) -> None:
