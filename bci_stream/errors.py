@@ -1,8 +1,9 @@
 """One small exception hierarchy for everything bci-stream raises on purpose.
 
 Every message names the thing at fault (file, stream, key), the value found and what to do,
-so a user can fix the problem without reading the source. Errors from liblsl and ONNX Runtime
-are translated into these in :mod:`bci_stream.lsl` and :mod:`bci_stream.inference` only.
+so a user can fix the problem without reading the source. Errors from liblsl are translated into
+these where LSL is used (:mod:`bci_stream.lsl` for inlets, :mod:`bci_stream.replay` for outlets), and
+ONNX Runtime's in :mod:`bci_stream.inference` only.
 """
 
 from __future__ import annotations

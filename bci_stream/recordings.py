@@ -1,0 +1,473 @@
+"""Recordings on disk, read into one in-memory shape used by replay and by training.
+
+Supported: FIF, EDF/BDF, BrainVision (.vhdr), EEGLAB (.set) through MNE's readers, and XDF through
+pyxdf (the EEG stream and its marker stream).
+
+Every reader gives a :class:`Recording` whose marker times are seconds from the recording's first
+sample, whatever the file format counts from (MNE's ``first_samp``, XDF's LSL clock).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .epochs import Marker
+from .errors import RecordingError
+from .signal import volts_per_unit
+
+_log = logging.getLogger(__name__)
+
+#: Extensions :func:`read_recording` understands, and what reads them.
+SUPPORTED_EXTENSIONS = {
+    ".fif": "mne",
+    ".fif.gz": "mne",
+    ".edf": "mne",
+    ".bdf": "mne",
+    ".vhdr": "mne",
+    ".set": "mne",
+    ".xdf": "pyxdf",
+    ".xdfz": "pyxdf",
+}
+
+# Which mne.io function reads each extension that MNE handles.
+_MNE_READERS = {
+    ".fif": "read_raw_fif",
+    ".fif.gz": "read_raw_fif",
+    ".edf": "read_raw_edf",
+    ".bdf": "read_raw_bdf",
+    ".vhdr": "read_raw_brainvision",
+    ".set": "read_raw_eeglab",
+}
+
+
+@dataclass
+class Recording:
+    """A continuous multichannel recording with its markers.
+
+    Attributes
+    ----------
+    data : ndarray, shape (n_samples, n_channels)
+        Samples in ``units`` (float64).
+    sfreq : float
+        Sampling rate in Hz.
+    ch_names, ch_types : list of str
+        Channel labels and types (``"eeg"``, ``"eog"``, ``"misc"`` ...).
+    units : str
+        Units of ``data`` (``"V"`` for everything MNE reads).
+    markers : list of Marker
+        Marker strings with times in seconds from the first sample.
+    source : str
+        Where it came from (a path), for messages.
+    """
+
+    data: np.ndarray
+    sfreq: float
+    ch_names: list[str]
+    ch_types: list[str]
+    units: str = "V"
+    markers: list[Marker] = field(default_factory=list)
+    source: str = "<memory>"
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.data.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.n_samples / self.sfreq
+
+    @property
+    def times(self) -> np.ndarray:
+        """Time of each sample in seconds from the first."""
+        return np.arange(self.n_samples) / self.sfreq
+
+
+def read_recording(path: str | Path, *, event_fields: list[str] | None = None) -> Recording:
+    """Read a recording file into a :class:`Recording`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A .fif, .edf, .bdf, .vhdr, .set or .xdf file.
+    event_fields : list of str, optional
+        EEGLAB only: event fields appended to each marker as ``type/field=value`` (for example
+        ``["position"]`` turns ``square`` into ``square/position=1``). Fields that are empty for
+        an event are left out of its marker.
+
+    Returns
+    -------
+    Recording
+        Data in volts for MNE formats and for XDF voltage channels; markers in seconds from the
+        first sample.
+
+    Raises
+    ------
+    RecordingError
+        If the file is missing, its extension is unsupported, or it cannot be read.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise RecordingError(
+            f"recording {str(path)!r} does not exist (resolved to {str(path.resolve())!r}); "
+            "check the path, or give an absolute one"
+        )
+    if not path.is_file():
+        raise RecordingError(f"recording {str(path)!r} is not a file; give the path of a recording file")
+    ext = _extension(path)
+    if ext not in SUPPORTED_EXTENSIONS:
+        shown = repr(ext) if ext else "no extension"
+        raise RecordingError(
+            f"recording {str(path)!r} has {shown}, which bci-stream cannot read; supported extensions: "
+            f"{', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    if event_fields and ext != ".set":
+        raise RecordingError(
+            f"event_fields={list(event_fields)!r} only applies to EEGLAB .set files, not to {ext} "
+            f"({str(path)!r}); leave it out for this file"
+        )
+    if SUPPORTED_EXTENSIONS[ext] == "pyxdf":
+        recording = _read_xdf(path)
+    else:
+        recording = _read_mne(path, ext, event_fields=list(event_fields or []))
+    _log.info(
+        "read %s: %d channels at %g Hz, %.1f s, %d markers",
+        path,
+        len(recording.ch_names),
+        recording.sfreq,
+        recording.duration,
+        len(recording.markers),
+    )
+    return recording
+
+
+def _extension(path: Path) -> str:
+    """Lower-case extension of ``path``, including double ones such as ``.fif.gz``."""
+    name = path.name.lower()
+    for ext in SUPPORTED_EXTENSIONS:
+        if name.endswith(ext) and len(name) > len(ext):
+            return ext
+    return path.suffix.lower()
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# MNE formats
+
+
+def _read_mne(path: Path, ext: str, *, event_fields: list[str]) -> Recording:
+    """Read FIF, EDF/BDF, BrainVision or EEGLAB with MNE; data in volts, stim channels left out."""
+    import mne  # heavy import, only when an MNE format is read
+
+    reader_name = _MNE_READERS[ext]
+    reader = getattr(mne.io, reader_name)
+    try:
+        raw = reader(path, preload=True, verbose="error")
+    except Exception as exc:  # MNE raises many types (ValueError, OSError, KeyError ...) for bad files
+        raise RecordingError(f"cannot read {str(path)!r} with mne.io.{reader_name}: {exc}") from exc
+
+    types = list(raw.get_channel_types())
+    data_picks = [i for i, kind in enumerate(types) if kind != "stim"]
+    stim_names = [raw.ch_names[i] for i, kind in enumerate(types) if kind == "stim"]
+    if not data_picks:
+        raise RecordingError(f"recording {str(path)!r} has only stim channels ({', '.join(stim_names)}); no data")
+    data = np.ascontiguousarray(raw.get_data(picks=data_picks).T, dtype=np.float64)
+    sfreq = float(raw.info["sfreq"])
+
+    if len(raw.annotations):
+        # Annotation onsets count from the measurement start; the recording starts at first_time.
+        onsets = np.asarray(raw.annotations.onset, dtype=np.float64) - raw.first_time
+        values = [str(d) for d in raw.annotations.description]
+        if event_fields:
+            values = _eeglab_marker_values(path, values, onsets, sfreq, event_fields)
+        markers = [Marker(v, float(t)) for v, t in zip(values, onsets, strict=True)]
+    else:
+        if event_fields:
+            raise RecordingError(
+                f"event_fields={event_fields!r} were asked for, but {str(path)!r} has no events; leave it out"
+            )
+        markers = _stim_markers(raw, stim_names, path) if stim_names else []
+
+    return Recording(
+        data=data,
+        sfreq=sfreq,
+        ch_names=[raw.ch_names[i] for i in data_picks],
+        ch_types=[types[i] for i in data_picks],
+        units="V",
+        markers=markers,
+        source=str(path),
+    )
+
+
+def _stim_markers(raw: Any, stim_names: list[str], path: Path) -> list[Marker]:
+    """Markers from stim channels (``str(event_id)``), for files that have no annotations."""
+    import mne
+
+    try:
+        events = mne.find_events(raw, stim_channel=stim_names, shortest_event=1, verbose="error")
+    except Exception as exc:  # find_events raises ValueError on odd stim channels
+        raise RecordingError(f"cannot find events in the stim channels of {str(path)!r}: {exc}") from exc
+    sfreq = float(raw.info["sfreq"])
+    return [Marker(str(int(code)), float((sample - raw.first_samp) / sfreq)) for sample, _, code in events]
+
+
+def _eeglab_marker_values(
+    path: Path, descriptions: list[str], onsets: np.ndarray, sfreq: float, event_fields: Sequence[str]
+) -> list[str]:
+    """Append EEGLAB event fields to MNE's annotation descriptions (``square`` → ``square/position=1``).
+
+    MNE turns ``EEG.event`` into annotations (type → description, latency → onset) but drops the
+    other fields and may crop events outside the data, so the events are read again here and
+    matched to the annotations by type and latency (within half a sample).
+    """
+    events = _load_eeglab_events(path)
+    available = sorted({name for event in events for name in event})
+    missing = [name for name in event_fields if name not in available]
+    if missing:
+        raise RecordingError(
+            f"EEGLAB file {str(path)!r} has no event field {', '.join(map(repr, missing))}; "
+            f"available fields: {', '.join(available) or 'none'}"
+        )
+
+    # Per event type, both sequences sorted by time: walk them together.
+    by_type: dict[str, list[tuple[float, dict[str, Any]]]] = {}
+    for event in events:
+        onset = (float(event["latency"]) - 1.0) / sfreq  # EEGLAB latencies are 1-based samples
+        by_type.setdefault(str(event["type"]), []).append((onset, event))
+    for queue in by_type.values():
+        queue.sort(key=lambda item: item[0])
+    position = dict.fromkeys(by_type, 0)
+    tolerance = 0.5 / sfreq
+
+    values = []
+    for description, onset in zip(descriptions, onsets, strict=True):
+        queue = by_type.get(description, [])
+        i = position.get(description, 0)
+        while i < len(queue) and queue[i][0] < onset - tolerance:
+            i += 1  # an event MNE did not keep (cropped)
+        if i == len(queue) or abs(queue[i][0] - onset) > tolerance:
+            raise RecordingError(
+                f"cannot match the annotation {description!r} at {onset:.4f} s of {str(path)!r} with an "
+                "EEG.event entry of the same type and latency; the file's events and MNE's annotations disagree"
+            )
+        position[description] = i + 1
+        event = queue[i][1]
+        parts = [description]
+        for name in event_fields:
+            value = _format_field(event.get(name))
+            if value is not None:
+                parts.append(f"{name}={value}")
+        values.append("/".join(parts))
+    unmatched = len(events) - len(values)
+    if unmatched:
+        _log.info("%s: %d EEG.event entries have no annotation (outside the data)", path, unmatched)
+    return values
+
+
+def _load_eeglab_events(path: Path) -> list[dict[str, Any]]:
+    """``EEG.event`` of an EEGLAB .set file as a list of dicts (field name → value)."""
+    from scipy.io import loadmat
+
+    try:
+        # EEGLAB saves either one struct ``EEG`` or its fields as top-level variables.
+        mat = loadmat(path, squeeze_me=True, struct_as_record=False, variable_names=["EEG", "event"])
+    except NotImplementedError as exc:  # MATLAB v7.3 (HDF5) files
+        raise RecordingError(
+            f"cannot read the events of {str(path)!r}: it is a MATLAB v7.3 (HDF5) file, which scipy cannot "
+            "read; resave it from EEGLAB in the default MATLAB format, or read it without event_fields"
+        ) from exc
+    except Exception as exc:  # scipy raises ValueError/TypeError/OSError for damaged files
+        raise RecordingError(f"cannot read the events of {str(path)!r} with scipy.io.loadmat: {exc}") from exc
+    raw_events = getattr(mat["EEG"], "event", None) if "EEG" in mat else mat.get("event")
+    if raw_events is None:
+        return []
+    events = []
+    for struct in np.atleast_1d(raw_events).ravel():
+        names = getattr(struct, "_fieldnames", None)
+        if names is None:
+            continue  # an empty event array comes back as an empty numeric array
+        events.append({name: getattr(struct, name) for name in names})
+    return events
+
+
+def _format_field(value: Any) -> str | None:
+    """An EEGLAB event field value as marker text, or None when it is empty."""
+    if value is None:
+        return None
+    if isinstance(value, np.ndarray):
+        if value.size == 0:
+            return None
+        if value.size == 1:
+            return _format_field(value.reshape(-1)[0])
+        parts = [p for p in (_format_field(v) for v in value.ravel()) if p is not None]
+        return ",".join(parts) or None
+    if isinstance(value, str | bytes):
+        text = value.decode() if isinstance(value, bytes) else value
+        return text.strip() or None
+    if isinstance(value, bool | np.bool_):
+        return str(bool(value)).lower()
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        number = float(value)
+        if not np.isfinite(number):
+            return None
+        return str(int(number)) if number.is_integer() else format(number, ".10g")
+    return str(value)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# XDF
+
+
+def _read_xdf(path: Path) -> Recording:
+    """Read the EEG stream of an XDF file and its marker stream; data in volts where units allow."""
+    import pyxdf
+
+    try:
+        streams, _header = pyxdf.load_xdf(str(path))
+    except Exception as exc:  # pyxdf raises many types (struct.error, ValueError, OSError ...) for bad files
+        raise RecordingError(f"cannot read {str(path)!r} with pyxdf.load_xdf: {exc}") from exc
+
+    eeg = _pick_eeg_stream(streams, path)
+    info = eeg["info"]
+    name = _info_value(info, "name")
+    sfreq = float(_info_value(info, "nominal_srate") or 0.0)
+    if sfreq <= 0:
+        raise RecordingError(
+            f"stream {name!r} of {str(path)!r} has an irregular sampling rate (nominal_srate={sfreq:g}); "
+            "bci-stream needs a regular EEG stream"
+        )
+    data = np.asarray(eeg["time_series"], dtype=np.float64)
+    if data.ndim == 1:
+        data = data[:, None]
+    n_channels = data.shape[1]
+    labels, types, units = _xdf_channels(info, n_channels)
+    data = data * _xdf_scales(units, labels, name, path)[None, :]
+
+    stamps = np.asarray(eeg["time_stamps"], dtype=np.float64)
+    first = float(stamps[0])
+    markers = []
+    marker_stream = _pick_marker_stream(streams, path)
+    if marker_stream is not None:
+        for sample, stamp in zip(marker_stream["time_series"], marker_stream["time_stamps"], strict=True):
+            values = [str(v) for v in np.atleast_1d(sample)]
+            markers.append(Marker(values[0] if len(values) == 1 else ",".join(values), float(stamp) - first))
+        markers.sort(key=lambda m: m.time)
+    return Recording(
+        data=np.ascontiguousarray(data),
+        sfreq=sfreq,
+        ch_names=labels,
+        ch_types=types,
+        units="V",
+        markers=markers,
+        source=str(path),
+    )
+
+
+def _info_value(info: dict[str, Any], key: str) -> str:
+    """A header field of a pyxdf stream info (pyxdf wraps each in a one-element list)."""
+    value = info.get(key)
+    if isinstance(value, list):
+        value = value[0] if value else None
+    return "" if value is None else str(value)
+
+
+def _channel_count(stream: dict[str, Any]) -> int:
+    series = stream["time_series"]
+    if isinstance(series, np.ndarray) and series.ndim == 2:
+        return int(series.shape[1])
+    return int(_info_value(stream["info"], "channel_count") or 0)
+
+
+def _pick_eeg_stream(streams: list[dict[str, Any]], path: Path) -> dict[str, Any]:
+    """The numeric stream of type EEG with most channels, else the numeric stream with most channels."""
+    numeric = [s for s in streams if _info_value(s["info"], "channel_format") != "string" and len(s["time_stamps"]) > 0]
+    if not numeric:
+        found = ", ".join(
+            f"{_info_value(s['info'], 'name')!r} ({_info_value(s['info'], 'channel_format')}, "
+            f"{len(s['time_stamps'])} samples)"
+            for s in streams
+        )
+        raise RecordingError(f"{str(path)!r} has no numeric stream with samples; streams found: {found or 'none'}")
+    eeg = [s for s in numeric if _info_value(s["info"], "type").lower() == "eeg"]
+    chosen = max(eeg or numeric, key=_channel_count)
+    if not eeg:
+        _log.warning(
+            "%s has no stream of type EEG; using %r (type %r), the numeric stream with most channels",
+            path,
+            _info_value(chosen["info"], "name"),
+            _info_value(chosen["info"], "type"),
+        )
+    return chosen
+
+
+def _pick_marker_stream(streams: list[dict[str, Any]], path: Path) -> dict[str, Any] | None:
+    """The string stream of type Markers, else the first string stream, else None."""
+    strings = [s for s in streams if _info_value(s["info"], "channel_format") == "string"]
+    if not strings:
+        _log.info("%s has no string (marker) stream; the recording has no markers", path)
+        return None
+    preferred = [s for s in strings if _info_value(s["info"], "type").lower() == "markers"]
+    return (preferred or strings)[0]
+
+
+def _xdf_channels(info: dict[str, Any], n_channels: int) -> tuple[list[str], list[str], list[str]]:
+    """Labels, lower-case types and declared units (``""`` if none) of an XDF stream's channels."""
+    channels: list[Any] = []
+    try:
+        channels = info["desc"][0]["channels"][0]["channel"]
+    except (KeyError, IndexError, TypeError):
+        channels = []
+    if channels and len(channels) != n_channels:
+        _log.warning(
+            "stream %r describes %d channels but carries %d; ignoring its channel descriptions",
+            _info_value(info, "name"),
+            len(channels),
+            n_channels,
+        )
+        channels = []
+    if not channels:
+        return [f"ch{i + 1}" for i in range(n_channels)], ["eeg"] * n_channels, [""] * n_channels
+    labels = [_info_value(ch, "label") or f"ch{i + 1}" for i, ch in enumerate(channels)]
+    types = [(_info_value(ch, "type") or "eeg").lower() for ch in channels]
+    units = [_info_value(ch, "unit").strip() for ch in channels]
+    return labels, types, units
+
+
+def _xdf_scales(units: list[str], labels: list[str], stream: str, path: Path) -> np.ndarray:
+    """Per-channel factors to volts: declared voltage units converted, undeclared assumed microvolts."""
+    scales = np.ones(len(units))
+    undeclared, other = [], []
+    for i, unit in enumerate(units):
+        if not unit:
+            scales[i] = 1e-6
+            undeclared.append(labels[i])
+            continue
+        try:
+            scales[i] = volts_per_unit(unit)
+        except ValueError:
+            other.append(f"{labels[i]} ({unit})")
+    if undeclared:
+        _log.warning(
+            "stream %r of %s declares no unit for %d channels (%s); assuming microvolts, the XDF/LSL convention",
+            stream,
+            path,
+            len(undeclared),
+            _shorten(undeclared),
+        )
+    if other:
+        _log.warning(
+            "stream %r of %s has channels in non-voltage units, kept as they are: %s", stream, path, _shorten(other)
+        )
+    return scales
+
+
+def _shorten(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")

@@ -1,0 +1,463 @@
+"""A recording played as a fake LSL amplifier: one EEG outlet and one marker outlet.
+
+Timestamps are in *data time*: with ``t0`` the LSL clock when playing starts, sample ``i`` is stamped
+``t0 + i / sfreq`` and a marker at onset ``o`` (seconds from the first sample) is stamped ``t0 + o``,
+so epochs cut from the replay are sample-exact whatever the speed. Pacing follows the same schedule
+divided by ``speed``: sample ``i`` is pushed once ``local_clock() >= t0 + (i / sfreq) / speed``. The
+schedule is computed from ``t0`` every time, never by adding up sleeps, so long files do not drift.
+
+With ``speed > 1`` the stream's timestamps run ahead of the receiver's clock (by design: they stay in
+data time); consumers that compare sample times with ``local_clock()`` must allow for it.
+
+:func:`replay_main` is what ``bci-stream replay FILE`` runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import numbers
+import threading
+import time
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+import pylsl
+
+from .epochs import Marker
+from .errors import BciStreamError, ConfigError, RecordingError
+from .recordings import SUPPORTED_EXTENSIONS, Recording, read_recording
+from .signal import unit_scale
+
+_log = logging.getLogger(__name__)
+
+#: Default chunk length in seconds of data (at least one sample).
+DEFAULT_CHUNK_SECONDS = 0.02
+
+#: Units of the samples on the EEG outlet (the XDF/LSL convention for EEG).
+STREAM_UNITS = "microvolts"
+
+# After a normal end, replay_main keeps the outlets this long (while consumers are connected) so
+# that the last chunks reach them before the outlets are destroyed.
+_LINGER_SECONDS = 1.0
+
+
+def default_source_id(source: str, name: str) -> str:
+    """A stable LSL ``source_id`` for replaying ``source`` under stream ``name``.
+
+    The same file played under the same name gets the same id, so LSL inlets recover across restarts
+    of the player, while two files (or two names) never share one.
+    """
+    path = Path(source)
+    where = str(path.resolve()) if path.exists() else source
+    digest = hashlib.sha1(f"{where}\0{name}".encode()).hexdigest()[:16]
+    return f"bci-stream-replay-{digest}"
+
+
+def stream_name_for(path: str | Path) -> str:
+    """Default stream name for a file: its name without the recording extension (``s01.fif.gz`` → ``s01``)."""
+    name = Path(path).name
+    lowered = name.lower()
+    for ext in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
+        if lowered.endswith(ext) and len(name) > len(ext):
+            return name[: -len(ext)]
+    return Path(path).stem or name
+
+
+class Player:
+    """Play a :class:`~bci_stream.recordings.Recording` as two LSL outlets, paced in real time.
+
+    Parameters
+    ----------
+    recording : Recording
+        What to play. Its data must be in a voltage unit; it is sent in microvolts.
+    name : str
+        Name of the EEG stream; the marker stream is ``NAME-markers``.
+    source_id : str, optional
+        LSL ``source_id`` of the EEG stream (markers get ``SOURCE_ID-markers``). Default: a stable id
+        from the recording's path and ``name`` (:func:`default_source_id`).
+    speed : float
+        Playback speed (> 0); 20 plays twenty times faster than real time. Timestamps stay in data time.
+    loop : bool
+        Start again at the end, with timestamps continuing seamlessly; :meth:`run` then only returns
+        when stopped.
+    chunk : int, optional
+        Samples per pushed chunk (>= 1). Default: about 20 ms of data.
+    wait_consumers : float
+        Seconds (>= 0) to wait, before playing starts, for both outlets to have a consumer; on time-out
+        a warning is logged and playing starts anyway. 0 does not wait.
+
+    Raises
+    ------
+    ValueError
+        If an argument is out of range (the message names it, its value and the rule).
+    RecordingError
+        If the recording is empty, has no valid rate, or is not in a voltage unit.
+
+    Examples
+    --------
+    >>> with Player(read_recording("s01.fif"), name="s01", speed=10) as player:  # doctest: +SKIP
+    ...     player.run()
+    """
+
+    def __init__(
+        self,
+        recording: Recording,
+        *,
+        name: str,
+        source_id: str | None = None,
+        speed: float = 1.0,
+        loop: bool = False,
+        chunk: int | None = None,
+        wait_consumers: float = 0.0,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"name={name!r} is invalid: the stream name must be a non-empty string")
+        if source_id is not None and (not isinstance(source_id, str) or not source_id.strip()):
+            raise ValueError(f"source_id={source_id!r} is invalid: it must be a non-empty string, or left out")
+        if isinstance(speed, bool) or not isinstance(speed, numbers.Real) or not math.isfinite(speed) or speed <= 0:
+            raise ValueError(f"speed={speed!r} is invalid: it must be a finite number > 0 (1 is real time)")
+        if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, numbers.Integral) or chunk < 1):
+            raise ValueError(f"chunk={chunk!r} is invalid: it must be an integer >= 1 (samples per push), or left out")
+        if (
+            isinstance(wait_consumers, bool)
+            or not isinstance(wait_consumers, numbers.Real)
+            or not math.isfinite(wait_consumers)
+            or wait_consumers < 0
+        ):
+            raise ValueError(f"wait_consumers={wait_consumers!r} is invalid: it must be a number of seconds >= 0")
+        self._check_recording(recording)
+        try:
+            scale = unit_scale(recording.units, STREAM_UNITS)
+        except ValueError as exc:
+            raise RecordingError(
+                f"recording {recording.source!r} is in {recording.units!r}, not a voltage unit; cannot send it "
+                f"in {STREAM_UNITS}: {exc}"
+            ) from exc
+
+        self.recording: Recording = recording
+        self.name: str = name
+        self.source_id: str = source_id or default_source_id(recording.source, name)
+        self.speed: float = float(speed)
+        self.loop: bool = bool(loop)
+        self.sfreq: float = float(recording.sfreq)
+        self.chunk: int = int(chunk) if chunk is not None else max(1, round(DEFAULT_CHUNK_SECONDS * self.sfreq))
+        self.wait_consumers: float = float(wait_consumers)
+        self._data: np.ndarray = np.ascontiguousarray(
+            np.asarray(recording.data, dtype=np.float64) * scale, dtype=np.float32
+        )
+        self._markers: list[Marker] = self._playable_markers(recording, self.loop)
+
+        #: LSL time of sample 0 of the first pass (data time origin); None until :meth:`run` starts playing.
+        self.t0: float | None = None
+        #: Samples and markers pushed so far (over all passes).
+        self.samples_pushed: int = 0
+        self.markers_pushed: int = 0
+        self._eeg_outlet: pylsl.StreamOutlet | None = None
+        self._marker_outlet: pylsl.StreamOutlet | None = None
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # set-up
+
+    @staticmethod
+    def _check_recording(recording: Recording) -> None:
+        data = np.asarray(recording.data)
+        if data.ndim != 2 or data.shape[0] == 0 or data.shape[1] == 0:
+            raise RecordingError(
+                f"recording {recording.source!r} has data of shape {data.shape}; need (n_samples >= 1, n_channels >= 1)"
+            )
+        if len(recording.ch_names) != data.shape[1] or len(recording.ch_types) != data.shape[1]:
+            raise RecordingError(
+                f"recording {recording.source!r} has {data.shape[1]} channels but {len(recording.ch_names)} names and "
+                f"{len(recording.ch_types)} types; they must agree"
+            )
+        if not math.isfinite(recording.sfreq) or recording.sfreq <= 0:
+            raise RecordingError(
+                f"recording {recording.source!r} has sampling rate {recording.sfreq!r}; need a regular rate > 0 Hz"
+            )
+
+    @staticmethod
+    def _playable_markers(recording: Recording, loop: bool) -> list[Marker]:
+        """Markers in time order; with ``loop``, only those inside the data (others would collide across passes)."""
+        markers = sorted(recording.markers, key=lambda m: m.time)
+        if loop:
+            inside = [m for m in markers if 0.0 <= m.time < recording.duration]
+            if len(inside) < len(markers):
+                _log.warning(
+                    "%s: %d of %d markers lie outside the data (before 0 s or after %.3f s); they are not played "
+                    "when looping",
+                    recording.source,
+                    len(markers) - len(inside),
+                    len(markers),
+                    recording.duration,
+                )
+            markers = inside
+        return markers
+
+    def start(self) -> None:
+        """Create the two outlets (idempotent). Consumers can resolve and connect from now on.
+
+        Raises
+        ------
+        BciStreamError
+            If liblsl cannot create an outlet.
+        """
+        if self._eeg_outlet is not None:
+            return
+        rec = self.recording
+        try:
+            eeg_info = pylsl.StreamInfo(
+                self.name, "EEG", len(rec.ch_names), self.sfreq, pylsl.cf_float32, self.source_id
+            )
+            desc = eeg_info.desc()
+            channels = desc.append_child("channels")
+            for label, kind in zip(rec.ch_names, rec.ch_types, strict=True):
+                channel = channels.append_child("channel")
+                channel.append_child_value("label", label)
+                channel.append_child_value("type", kind.upper())
+                channel.append_child_value("unit", STREAM_UNITS)
+            self._describe_acquisition(desc)
+
+            marker_info = pylsl.StreamInfo(
+                f"{self.name}-markers", "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, f"{self.source_id}-markers"
+            )
+            self._describe_acquisition(marker_info.desc())
+
+            self._eeg_outlet = pylsl.StreamOutlet(eeg_info)
+            self._marker_outlet = pylsl.StreamOutlet(marker_info)
+        except RuntimeError as exc:  # pylsl raises RuntimeError (and subclasses) when liblsl fails
+            self.close()
+            raise BciStreamError(
+                f"cannot create the LSL outlets {self.name!r} and {self.name + '-markers'!r} "
+                f"(source_id {self.source_id!r}): {exc}; check liblsl's network configuration (lsl_api.cfg)"
+            ) from exc
+        _log.info(
+            "LSL outlets open: %r (EEG, %d channels at %g Hz, %s, source_id %s) and %r (Markers)",
+            self.name,
+            len(rec.ch_names),
+            self.sfreq,
+            STREAM_UNITS,
+            self.source_id,
+            f"{self.name}-markers",
+        )
+
+    def _describe_acquisition(self, desc: pylsl.XMLElement) -> None:
+        acquisition = desc.append_child("acquisition")
+        acquisition.append_child_value("manufacturer", "bci-stream")
+        acquisition.append_child_value("model", "replay")
+        acquisition.append_child_value("source_file", self.recording.source)
+        acquisition.append_child_value("speed", repr(self.speed))
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # playing
+
+    def run(self, stop: threading.Event | None = None) -> bool:
+        """Play the recording; block until it ends (never with ``loop``) or ``stop`` is set.
+
+        Calls :meth:`start` if needed, waits for consumers if asked to, then takes ``t0``.
+
+        Returns
+        -------
+        bool
+            True if the recording played to its end, False if ``stop`` ended it early.
+
+        Raises
+        ------
+        BciStreamError
+            If liblsl fails to push.
+        """
+        self.start()
+        assert self._eeg_outlet is not None and self._marker_outlet is not None
+        if self.wait_consumers > 0 and not self._wait_for_consumers(stop):
+            return False
+        n = self.recording.n_samples
+        t0 = pylsl.local_clock()
+        self.t0 = t0
+        _log.info(
+            "playing %s from LSL time %.6f: %.3f s of data%s at speed %g, %d markers per pass, chunks of %d samples",
+            self.recording.source,
+            t0,
+            self.recording.duration,
+            " (looping)" if self.loop else "",
+            self.speed,
+            len(self._markers),
+            self.chunk,
+        )
+        pass_index = 0
+        while True:
+            offset = pass_index * n  # global index of this pass's first sample
+            marker_index = 0
+            for begin in range(0, n, self.chunk):
+                end = min(begin + self.chunk, n)
+                due = t0 + ((offset + end - 1) / self.sfreq) / self.speed  # when the chunk's last sample is due
+                if not self._sleep_until(due, stop):
+                    return self._stopped()
+                stamps = t0 + (offset + np.arange(begin, end)) / self.sfreq
+                self._push_eeg(self._data[begin:end], stamps)
+                # Markers whose onset falls in this chunk; the last chunk also takes any beyond the data.
+                limit = end / self.sfreq if end < n else math.inf
+                while marker_index < len(self._markers) and self._markers[marker_index].time < limit:
+                    marker = self._markers[marker_index]
+                    self._push_marker(marker.value, t0 + offset / self.sfreq + marker.time)
+                    marker_index += 1
+            pass_index += 1
+            if not self.loop:
+                break
+        _log.info(
+            "%s ended: %d samples and %d markers pushed",
+            self.recording.source,
+            self.samples_pushed,
+            self.markers_pushed,
+        )
+        return True
+
+    def _stopped(self) -> bool:
+        _log.info(
+            "%s stopped: %d samples and %d markers pushed",
+            self.recording.source,
+            self.samples_pushed,
+            self.markers_pushed,
+        )
+        return False
+
+    def _wait_for_consumers(self, stop: threading.Event | None) -> bool:
+        """Wait up to ``wait_consumers`` s for both outlets to have a consumer; False if stopped meanwhile."""
+        assert self._eeg_outlet is not None and self._marker_outlet is not None
+        deadline = pylsl.local_clock() + self.wait_consumers
+        _log.info(
+            "waiting up to %g s for consumers of %r and %r", self.wait_consumers, self.name, f"{self.name}-markers"
+        )
+        for outlet, label in ((self._eeg_outlet, self.name), (self._marker_outlet, f"{self.name}-markers")):
+            while not outlet.have_consumers():
+                if stop is not None and stop.is_set():
+                    return self._stopped()
+                remaining = deadline - pylsl.local_clock()
+                if remaining <= 0:
+                    _log.warning(
+                        "no consumer connected to %r within %g s; playing anyway (consumers that connect later "
+                        "miss the start)",
+                        label,
+                        self.wait_consumers,
+                    )
+                    return True
+                outlet.wait_for_consumers(min(remaining, 0.1))  # short slices so that `stop` is honoured
+        _log.info("consumers connected to both outlets")
+        return True
+
+    @staticmethod
+    def _sleep_until(due: float, stop: threading.Event | None) -> bool:
+        """Sleep until LSL time ``due``; False as soon as ``stop`` is set."""
+        while True:
+            if stop is not None and stop.is_set():
+                return False
+            remaining = due - pylsl.local_clock()
+            if remaining <= 0:
+                return True
+            if stop is not None:
+                stop.wait(remaining)
+            else:
+                time.sleep(remaining)
+
+    def _push_eeg(self, samples: np.ndarray, stamps: np.ndarray) -> None:
+        assert self._eeg_outlet is not None
+        try:
+            # A list of per-sample timestamps (a float would stamp only the last sample).
+            self._eeg_outlet.push_chunk(samples, stamps.tolist())
+        except RuntimeError as exc:
+            raise BciStreamError(f"pushing {len(samples)} samples to LSL stream {self.name!r} failed: {exc}") from exc
+        self.samples_pushed += len(samples)
+
+    def _push_marker(self, value: str, stamp: float) -> None:
+        assert self._marker_outlet is not None
+        try:
+            self._marker_outlet.push_sample([value], stamp)
+        except RuntimeError as exc:
+            raise BciStreamError(
+                f"pushing marker {value!r} to LSL stream {self.name + '-markers'!r} failed: {exc}"
+            ) from exc
+        self.markers_pushed += 1
+
+    def have_consumers(self) -> bool:
+        """Whether any outlet has a consumer connected now."""
+        return any(o is not None and o.have_consumers() for o in (self._eeg_outlet, self._marker_outlet))
+
+    # ----------------------------------------------------------------------------------------------------------------
+    # tear-down
+
+    def close(self) -> None:
+        """Destroy the outlets (idempotent); connected inlets stop receiving."""
+        if self._eeg_outlet is None and self._marker_outlet is None:
+            return
+        # pylsl destroys an outlet when its last reference goes.
+        self._eeg_outlet = None
+        self._marker_outlet = None
+        _log.info("LSL outlets %r and %r closed", self.name, f"{self.name}-markers")
+
+    def __enter__(self) -> Player:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def replay_main(
+    path: str | Path,
+    *,
+    name: str | None = None,
+    source_id: str | None = None,
+    speed: float = 1.0,
+    loop: bool = False,
+    chunk: int | None = None,
+    wait_consumers: float = 0.0,
+    event_fields: list[str] | None = None,
+    stop_event: threading.Event | None = None,
+) -> int:
+    """Read ``path`` and play it over LSL until it ends or ``stop_event`` is set (``bci-stream replay``).
+
+    Installs no signal handler: the caller sets ``stop_event`` (or lets KeyboardInterrupt through).
+    Parameters are those of :class:`Player`; ``name`` defaults to the file name without its extension
+    and ``event_fields`` goes to :func:`~bci_stream.recordings.read_recording`.
+
+    Returns
+    -------
+    int
+        0 when the recording ended or was stopped.
+
+    Raises
+    ------
+    RecordingError
+        If the file cannot be read or played.
+    ConfigError
+        If an option is out of range.
+    BciStreamError
+        If liblsl fails.
+    """
+    recording = read_recording(path, event_fields=event_fields)
+    stream_name = name if name is not None else stream_name_for(path)
+    try:
+        player = Player(
+            recording,
+            name=stream_name,
+            source_id=source_id,
+            speed=speed,
+            loop=loop,
+            chunk=chunk,
+            wait_consumers=wait_consumers,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"replay {str(path)!r}: {exc}") from exc
+    with player:
+        finished = player.run(stop_event)
+        if finished and player.have_consumers():
+            # Let the last chunks reach connected consumers before the outlets go.
+            if stop_event is not None:
+                stop_event.wait(_LINGER_SECONDS)
+            else:
+                time.sleep(_LINGER_SECONDS)
+    _log.info("replay of %s %s", path, "finished" if finished else "stopped")
+    return 0
