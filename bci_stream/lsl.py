@@ -149,6 +149,9 @@ class EegInlet:
                 processing_flags=pylsl.proc_clocksync | pylsl.proc_dejitter,
             )
             full = self._inlet.info(timeout=open_timeout)
+            # The first clock-offset estimate blocks for a while; taken inside the first pull it would
+            # let the inlet buffer overflow (samples lost, then dejitter bends the timestamps).
+            self._inlet.time_correction(timeout=open_timeout)
             self._inlet.open_stream(timeout=open_timeout)
         except (pylsl.util.TimeoutError, pylsl.util.LostError) as exc:
             raise StreamLostError(
@@ -195,6 +198,7 @@ class MarkerInlet:
                 info, max_buflen=max(1, int(buffer_seconds)), recover=True, processing_flags=pylsl.proc_clocksync
             )
             full = self._inlet.info(timeout=open_timeout)
+            self._inlet.time_correction(timeout=open_timeout)  # as for EegInlet: not inside the first pull
             self._inlet.open_stream(timeout=open_timeout)
         except (pylsl.util.TimeoutError, pylsl.util.LostError) as exc:
             raise StreamLostError(
