@@ -163,3 +163,28 @@ def test_lost_stream_is_reported_and_recovered(linear_model):
         with playing(rec, name=name, source_id=name, speed=4.0, wait_consumers=20):
             again = collect(sub, lambda m: sum(isinstance(x, Prediction) for x in m) >= 5, timeout=30)
         assert any(isinstance(m, Prediction) for m in again)
+
+
+def test_slow_subscriber_never_stalls_the_daemon(linear_model):
+    """A subscriber that never reads (tiny queue) costs the daemon nothing; another one gets every message."""
+    import zmq
+
+    rec = small_recording(nan_at=None)
+    name = unique("eeg")
+    config = daemon_config(linear_model, name, f"{name}-markers", publish={"high_water_mark": 20})
+    expected = sum(m.value.startswith("stim/") for m in rec.markers)
+    ctx = zmq.Context()
+    stuck = ctx.socket(zmq.SUB)
+    stuck.setsockopt(zmq.RCVHWM, 1)
+    stuck.setsockopt(zmq.RCVBUF, 1024)
+    stuck.setsockopt(zmq.SUBSCRIBE, b"")
+    stuck.connect(config.publish.endpoint)
+    try:
+        with Subscriber(config.publish.endpoint, timeout=2.0) as sub, running_daemon(config):
+            sub.wait_for("status", timeout=15)
+            with playing(rec, name=name, source_id=name, speed=4.0, wait_consumers=10):
+                got = collect(sub, lambda m: len(m) >= expected, timeout=30)
+        assert len(got) == expected and sub.gaps == {}
+    finally:
+        stuck.close(linger=0)
+        ctx.term()
