@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH  := torch==2.13.0
 
 DEMO_RECORDING := build/demo.fif
-DEMO_SYNTH     := --seconds 60 --seed 7
+DEMO_SYNTH     := --seconds 60 --seed 7 --classes 8 --subject 1
 
 .PHONY: demo test lint models bench clean venv
 
@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/bci-train synth --out $(DEMO_RECORDING) $(DEMO_SYNTH)
-	$(BIN)/bci-stream demo --recording $(DEMO_RECORDING) --model exported/cogninet-synth.onnx --config configs/daemon.toml
+	$(BIN)/bci-stream demo --recording $(DEMO_RECORDING) --model exported/cogninet-synth.onnx \
+	    --valence-model exported/valence-synth.onnx --config configs/daemon.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

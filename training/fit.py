@@ -1,0 +1,537 @@
+"""Train a student on recordings, optionally distilling a teacher, and describe it in a model card.
+
+The data path is the daemon's: epochs are cut and causally filtered by :func:`bci_stream.pipeline.epochs_from_recording`
+and normalised by :func:`bci_stream.signal.normalize` with statistics fitted on the training split only. The split is
+by image (every trial of an image lands on one side; without image ids, by trial), stratified by class, and asserted
+disjoint. No model selection happens on the validation split: the model after the last epoch is the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bci_stream.card import InputSpec, ModelCard, Normalization, OutputSpec, Preprocessing
+from bci_stream.epochs import Marker
+from bci_stream.pipeline import epochs_from_recording
+from bci_stream.recordings import Recording, read_recording
+from bci_stream.signal import fit_channel_normalization, normalize
+
+from .teachers import PrecomputedTeacher, TeacherError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EVENTS = r"^stim/"
+DEFAULT_LABEL_REGEX = r"stim/(?P<label>[^/]+)/"
+DEFAULT_IMAGE_REGEX = r"stim/[^/]+/(?P<image>[^/]+)"
+
+
+class TrainingDataError(ValueError):
+    """The recordings cannot give a labelled, splittable training set (the message says why)."""
+
+
+# ------------------------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class LabelledEpochs:
+    """Epochs cut by the daemon's pipeline: ``X`` (n, n_times, n_chans) float64, filtered, not normalised."""
+
+    X: np.ndarray
+    labels: list[str]
+    groups: list[str]  # image ids (or trial ids): the unit of the split
+    markers: list[Marker]
+    split_unit: str  # "image" or "trial"
+    n_dropped: int
+    sources: list[str]
+
+
+def _group(pattern: re.Pattern[str], value: str, name: str) -> str | None:
+    m = pattern.search(value)
+    if m is None:
+        return None
+    if name in pattern.groupindex:
+        return m.group(name)
+    return m.group(1) if pattern.groups else m.group(0)
+
+
+def cut_epochs(
+    recordings: Sequence[Recording],
+    input_spec: InputSpec,
+    prep: Preprocessing,
+    *,
+    events: str | None,
+    label_regex: str,
+    image_regex: str | None = DEFAULT_IMAGE_REGEX,
+) -> LabelledEpochs:
+    """Cut, filter and label the epochs of every recording.
+
+    ``label_regex`` must match every marker that ``events`` selects (named group ``label``, else group 1).
+    ``image_regex`` (group ``image``) gives the unit of the train/validation split; when it matches no marker at
+    all (or is None) each trial is its own unit. Matching only some markers is an error.
+    """
+    label_re = re.compile(label_regex)
+    image_re = re.compile(image_regex) if image_regex else None
+    xs, labels, images, markers, trial_ids = [], [], [], [], []
+    n_dropped = 0
+    for r_index, rec in enumerate(recordings):
+        es = epochs_from_recording(rec, input_spec, prep, events=events)
+        n_dropped += len(es.drops)
+        for i, marker in enumerate(es.markers):
+            label = _group(label_re, marker.value, "label")
+            if label is None:
+                raise TrainingDataError(
+                    f"{rec.source}: marker {marker.value!r} matches events {events!r} but not the label regex "
+                    f"{label_regex!r}"
+                )
+            labels.append(label)
+            images.append(_group(image_re, marker.value, "image") if image_re else None)
+            trial_ids.append(f"trial{r_index}:{i}")
+            markers.append(marker)
+        xs.append(es.X)
+    if not labels:
+        raise TrainingDataError("no epochs could be cut from the recordings")
+    have_image = [im is not None for im in images]
+    if all(have_image):
+        groups, unit = [str(im) for im in images], "image"
+    elif not any(have_image):
+        if image_re is not None:
+            log.info("image regex %r matches no marker: splitting by trial", image_regex)
+        groups, unit = trial_ids, "trial"
+    else:
+        bad = next(m.value for m, ok in zip(markers, have_image, strict=True) if not ok)
+        raise TrainingDataError(f"image regex {image_regex!r} matches some markers but not {bad!r}")
+    return LabelledEpochs(
+        X=np.concatenate(xs),
+        labels=labels,
+        groups=groups,
+        markers=markers,
+        split_unit=unit,
+        n_dropped=n_dropped,
+        sources=[r.source for r in recordings],
+    )
+
+
+def split_by_group(
+    groups: Sequence[str], labels: Sequence[str], *, val_fraction: float = 0.3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation): whole groups (images) go to one side, stratified by class.
+
+    Each class with at least two groups puts ``round(val_fraction × n_groups)`` (at least one) of them into
+    validation. Raises if a group carries two labels; asserts that no group is on both sides.
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    label_of: dict[str, str] = {}
+    for g, y in zip(groups, labels, strict=True):
+        if label_of.setdefault(g, y) != y:
+            raise TrainingDataError(f"image {g!r} appears with two labels ({label_of[g]!r}, {y!r})")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    val_groups: set[str] = set()
+    for cls in sorted(set(labels)):
+        members = sorted(g for g, y in label_of.items() if y == cls)
+        if len(members) < 2:
+            continue
+        n_val = min(max(1, round(val_fraction * len(members))), len(members) - 1)
+        val_groups.update(members[i] for i in rng.permutation(len(members))[:n_val])
+    is_val = np.array([g in val_groups for g in groups])
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    overlap = {groups[int(i)] for i in train_idx} & {groups[int(i)] for i in val_idx}
+    assert not overlap, f"split leaks groups into both sides: {sorted(overlap)[:5]}"
+    return train_idx, val_idx
+
+
+# ---------------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class TrainResult:
+    """The trained student (eval mode), its card, and what was measured."""
+
+    model: Any  # torch.nn.Module
+    card: ModelCard
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    classes: list[str] = field(default_factory=list)  # labels in output order
+    train_index: np.ndarray | None = None
+    val_index: np.ndarray | None = None
+
+
+#: The sources that shape a trained model: data generation, the daemon's epoch path, training and export.
+MODEL_SOURCES = (
+    "bci_stream/card.py",
+    "bci_stream/epochs.py",
+    "bci_stream/pipeline.py",
+    "bci_stream/signal.py",
+    "training/export.py",
+    "training/fit.py",
+    "training/losses.py",
+    "training/models.py",
+    "training/students.py",
+    "training/synthetic.py",
+    "training/teachers.py",
+)
+
+
+def code_version() -> str:
+    """Package version + a digest of :data:`MODEL_SOURCES` (not of the whole tree, so that unrelated edits do not
+    change a rebuilt model file)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("bci-stream")
+    except PackageNotFoundError:
+        v = "unknown"
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256()
+    for name in MODEL_SOURCES:
+        path = root / name
+        h.update(name.encode())
+        h.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return f"bci-stream {v}, model sources sha256:{h.hexdigest()[:12]}"
+
+
+def _binomial_p(k: int, n: int, p: float) -> float:
+    from scipy.stats import binom
+
+    return float(binom.sf(k - 1, n, p)) if n else 1.0
+
+
+def predict_logits(model: Any, X: np.ndarray, batch_size: int = 64, threads: int | None = 1) -> np.ndarray:
+    """Logits (n, n_outputs) of ``model`` in eval mode on normalised epochs ``X`` (n, n_times, n_chans)."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad(), _torch_threads(threads):
+        for i in range(0, len(X), batch_size):
+            out.append(model(torch.as_tensor(np.asarray(X[i : i + batch_size], dtype=np.float32))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
+
+
+def _as_recordings(recordings: Recording | str | Path | Sequence[Recording | str | Path]) -> list[Recording]:
+    items = [recordings] if isinstance(recordings, (Recording, str, Path)) else list(recordings)
+    if not items:
+        raise TrainingDataError("no recordings given")
+    return [r if isinstance(r, Recording) else read_recording(r) for r in items]
+
+
+# ---------------------------------------------------------------------------------------------------- training
+
+
+def train_student(
+    recordings: Recording | str | Path | Sequence[Recording | str | Path],
+    *,
+    events: str | None = DEFAULT_EVENTS,
+    label_regex: str = DEFAULT_LABEL_REGEX,
+    image_regex: str | None = DEFAULT_IMAGE_REGEX,
+    channels: Sequence[str] | None = None,
+    sfreq: float | None = None,
+    n_times: int = 440,
+    tmin: float = 0.04,
+    bandpass: tuple[float | None, float | None] | None = (5.0, 95.0),
+    notch: float | None = 50.0,
+    filter_order: int = 4,
+    teacher: PrecomputedTeacher | str | Path | None = None,
+    loss: str | None = None,
+    temperature: float = 5.0,
+    ce_weight: float = 0.5,
+    epochs: int = 10,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    student: str = "cogninet-blstm",
+    hidden: int = 128,
+    n_layers: int = 2,
+    dropout: float = 0.5,
+    n_features: int = 128,
+    pooling: str = "mean",
+    val_fraction: float = 0.3,
+    seed: int = 0,
+    class_names: Mapping[str, str] | None = None,
+    name: str = "cogninet-blstm2",
+    version: str = "1.0.0",
+    data_description: str | None = None,
+    threads: int | None = 1,
+) -> TrainResult:
+    """Cut epochs the daemon's way, split by image, train (KD with a teacher, else cross-entropy), build the card.
+
+    Parameters
+    ----------
+    recordings
+        One or more :class:`Recording` objects or paths (read with :func:`bci_stream.recordings.read_recording`).
+    events, label_regex, image_regex
+        Which markers get epochs, where the class label is in a marker (group ``label``), and the image id
+        (group ``image``; the split unit; no match at all → split by trial).
+    channels, sfreq, n_times, tmin
+        The model input; ``channels`` defaults to every EEG channel of the first recording, ``sfreq`` to its rate.
+    bandpass, notch, filter_order
+        The card's causal preprocessing (run over the continuous recording as the daemon does).
+    teacher
+        A :class:`PrecomputedTeacher` or its ``.npz`` path; None trains with plain cross-entropy. Its logits are
+        looked up per image (group); when it knows more classes than the data has, only those columns are used.
+    loss
+        ``kd-supervised`` (default with a teacher), ``kd-unsupervised``, ``l2``, or ``ce`` (default without).
+    temperature, ce_weight, epochs, batch_size, lr
+        Optimisation (Adam) and the KD mix: (T²/2)·KL + ce_weight·CE.
+    student, hidden, n_layers, dropout, n_features, pooling
+        The student (:data:`training.students.STUDENTS`) and its options.
+    val_fraction, seed
+        Share of each class's images held out for validation; one seed fixes split, initialisation and order.
+    class_names
+        Display names for labels in the card (default: the teacher's names, else the labels).
+    threads
+        torch intra-op threads while training (restored afterwards); None keeps torch's setting. The default, 1,
+        makes results independent of the machine's core count and avoids OpenMP oversubscription: an LSTM runs
+        thousands of tiny parallel regions per batch, and with 2 threads on a CPU that other processes also use,
+        epochs were measured 100× slower.
+    """
+    params = {k: v for k, v in locals().items() if k != "threads"}  # the arguments, passed on unchanged
+    with _torch_threads(threads):
+        return _train(**params)
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _train(
+    recordings: Recording | str | Path | Sequence[Recording | str | Path],
+    *,
+    events: str | None,
+    label_regex: str,
+    image_regex: str | None,
+    channels: Sequence[str] | None,
+    sfreq: float | None,
+    n_times: int,
+    tmin: float,
+    bandpass: tuple[float | None, float | None] | None,
+    notch: float | None,
+    filter_order: int,
+    teacher: PrecomputedTeacher | str | Path | None,
+    loss: str | None,
+    temperature: float,
+    ce_weight: float,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    student: str,
+    hidden: int,
+    n_layers: int,
+    dropout: float,
+    n_features: int,
+    pooling: str,
+    val_fraction: float,
+    seed: int,
+    class_names: Mapping[str, str] | None,
+    name: str,
+    version: str,
+    data_description: str | None,
+) -> TrainResult:
+    import torch
+
+    from . import losses
+    from .students import build_student
+
+    t_start = time.perf_counter()
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    recs = _as_recordings(recordings)
+    first = recs[0]
+    if channels is None:
+        channels = [c for c, t in zip(first.ch_names, first.ch_types, strict=True) if t == "eeg"]
+        if not channels:
+            raise TrainingDataError(f"{first.source}: no channel of type 'eeg'; pass channels=")
+    input_spec = InputSpec(
+        sfreq=float(sfreq or first.sfreq), n_times=n_times, tmin=tmin, channels=list(channels), units="V"
+    )
+    prep0 = Preprocessing(bandpass=bandpass, notch=notch, filter=f"causal-butter-{filter_order}")
+    data = cut_epochs(recs, input_spec, prep0, events=events, label_regex=label_regex, image_regex=image_regex)
+    if isinstance(teacher, (str, Path)):
+        teacher = PrecomputedTeacher.load(teacher)
+    loss = loss or ("kd-supervised" if teacher is not None else "ce")
+    if loss not in losses.LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; known: {', '.join(losses.LOSSES)}")
+    if loss != "ce" and teacher is None:
+        raise ValueError(f"loss {loss!r} needs a teacher")
+
+    present = set(data.labels)
+    if teacher is not None:
+        unknown = sorted(present - set(teacher.classes))
+        if unknown:
+            raise TeacherError(f"{teacher.source}: teacher has no output for labels {unknown[:10]}")
+        classes = [c for c in teacher.classes if c in present]
+    else:
+        classes = sorted(present, key=lambda s: (len(s), s) if s.isdigit() else (0, s))
+    if len(classes) < 2:
+        raise TrainingDataError(f"need at least 2 classes, found {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[label] for label in data.labels], dtype=np.int64)
+
+    train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=val_fraction, seed=seed)
+    if len(val_idx) == 0:
+        raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
+    norm = fit_channel_normalization(data.X[train_idx])
+    X = normalize(data.X, norm).astype(np.float32)
+    t_logits = teacher.lookup(data.groups, classes) if teacher is not None else None
+
+    n_out = len(classes)
+    log.info(
+        "data: %d epochs (%d dropped) from %d recording(s), %d classes, split by %s: %d train / %d validation",
+        len(y), data.n_dropped, len(recs), n_out, data.split_unit, len(train_idx), len(val_idx),
+    )  # fmt: skip
+
+    torch.manual_seed(seed)
+    options = {
+        "hidden": hidden, "n_layers": n_layers, "dropout": dropout, "n_features": n_features, "pooling": pooling
+    }  # fmt: skip
+    model = build_student(student, len(channels), n_out, n_times, input_spec.sfreq, **options)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    Tt = torch.from_numpy(t_logits) if t_logits is not None else None
+
+    def batch_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if loss == "ce":
+            return torch.nn.functional.cross_entropy(out, yt[idx])
+        assert Tt is not None
+        if loss == "kd-supervised":
+            return losses.kd_supervised(out, Tt[idx], yt[idx], temperature, ce_weight)
+        if loss == "kd-unsupervised":
+            return losses.kd_unsupervised(out, Tt[idx], temperature)
+        return losses.l2_logits(out, Tt[idx])
+
+    history: list[dict[str, float]] = []
+    train_t = torch.from_numpy(train_idx)
+    val_t = torch.from_numpy(val_idx)
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        order = train_t[torch.randperm(len(train_t), generator=gen)]
+        total, correct, seen = 0.0, 0, 0
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            out = model(Xt[idx])
+            batch = batch_loss(out, idx)
+            opt.zero_grad()
+            batch.backward()
+            opt.step()
+            total += batch.item() * len(idx)
+            correct += int((out.argmax(1) == yt[idx]).sum())
+            seen += len(idx)
+        model.eval()
+        with torch.no_grad():
+            val_out = torch.from_numpy(predict_logits(model, X[val_idx]))
+            val_loss = float(batch_loss(val_out, val_t))
+            val_acc = float((val_out.argmax(1) == yt[val_idx]).float().mean())
+        row = {
+            "epoch": epoch,
+            "loss": total / seen,
+            "train_accuracy": correct / seen,
+            "val_loss": val_loss,
+            "val_accuracy": val_acc,
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(row)
+        log.info(
+            "epoch %d/%d  loss %.4f  train acc %.3f  val loss %.4f  val acc %.3f  (%.1f s)",
+            epoch, epochs, row["loss"], row["train_accuracy"], val_loss, val_acc, row["seconds"],
+        )  # fmt: skip
+
+    val_pred = val_out.numpy().argmax(1)  # the model after the last epoch, in eval mode
+    n_val_correct = int((val_pred == y[val_idx]).sum())
+    counts = np.bincount(y[val_idx], minlength=n_out)
+    chance = float(counts.max() / counts.sum())
+    metrics: dict[str, Any] = {
+        "val_accuracy": n_val_correct / len(val_idx),
+        "train_accuracy": float((predict_logits(model, X[train_idx]).argmax(1) == y[train_idx]).mean()),
+        "chance_level": chance,
+        "chance_uniform": 1.0 / n_out,
+        "p_value_binomial": _binomial_p(n_val_correct, len(val_idx), chance),
+        "n_train": len(train_idx),
+        "n_val": len(val_idx),
+        "n_classes": n_out,
+        "n_dropped": data.n_dropped,
+        "epochs": epochs,
+        "train_seconds": round(time.perf_counter() - t_start, 1),
+    }
+    if t_logits is not None:
+        metrics["teacher_val_accuracy"] = float((t_logits[val_idx].argmax(1) == y[val_idx]).mean())
+
+    names = [(class_names or {}).get(c) or (teacher.name_of(c) if teacher is not None else c) for c in classes]
+    card = ModelCard(
+        name=name,
+        version=version,
+        task="classification",
+        input=input_spec,
+        preprocessing=Preprocessing(bandpass=bandpass, notch=notch, filter=prep0.filter, normalization=norm),
+        output=OutputSpec(name="logits", classes=names),
+        provenance={
+            "student": {"name": student, **options},
+            "teacher": teacher.description if teacher is not None else None,
+            "loss": loss,
+            "temperature": temperature if loss in ("kd-supervised", "kd-unsupervised") else None,
+            "ce_weight": ce_weight if loss == "kd-supervised" else None,
+            "optimizer": {"name": "adam", "lr": lr, "batch_size": batch_size, "epochs": epochs},
+            "data": data_description or "; ".join(data.sources),
+            "events": events,
+            "labels": {"regex": label_regex, "classes": classes},
+            "split": f"by-{data.split_unit}",
+            "val_fraction": val_fraction,
+            # no timings in the card: the same seed must give the same file (make models rebuilds bit for bit)
+            "metrics": {
+                k: (float(f"{v:.6g}") if isinstance(v, float) else v)
+                for k, v in metrics.items()
+                if k != "train_seconds"
+            },
+            "code_version": code_version(),
+            "seed": seed,
+        },
+    )
+    log.info(
+        "done: val acc %.3f (chance %.3f, p %.2g), train acc %.3f, %.1f s",
+        metrics["val_accuracy"], chance, metrics["p_value_binomial"], metrics["train_accuracy"],
+        metrics["train_seconds"],
+    )  # fmt: skip
+    return TrainResult(model, card, metrics, history, classes, train_idx, val_idx)
+
+
+def normalized_epochs(
+    recording: Recording, card: ModelCard, *, events: str | None = DEFAULT_EVENTS
+) -> tuple[np.ndarray, list[Marker]]:
+    """Epochs of ``recording`` exactly as the daemon feeds ``card``'s model: cut, filtered, normalised, float32."""
+    es = epochs_from_recording(recording, card.input, card.preprocessing, events=events)
+    return normalize(es.X, card.preprocessing.normalization).astype(np.float32), es.markers
+
+
+__all__ = [
+    "DEFAULT_EVENTS",
+    "DEFAULT_IMAGE_REGEX",
+    "DEFAULT_LABEL_REGEX",
+    "LabelledEpochs",
+    "Normalization",
+    "TrainResult",
+    "TrainingDataError",
+    "cut_epochs",
+    "normalized_epochs",
+    "predict_logits",
+    "split_by_group",
+    "train_student",
+]
