@@ -68,8 +68,8 @@ class Drop:
 class RingBuffer:
     """The last ``capacity`` samples of a multichannel stream with their timestamps.
 
-    Stored linearly in an array twice the capacity and compacted when full, so every window is a
-    plain slice (no wrap-around copies).
+    Stored linearly in an array of ``capacity + slack`` samples and compacted when full, so every
+    window is a plain slice (no wrap-around copies) and copies are amortised over ``slack`` samples.
 
     Parameters
     ----------
@@ -77,16 +77,21 @@ class RingBuffer:
         Channels per sample.
     capacity : int
         Samples kept (for example 30 s × sfreq).
+    slack : int, optional
+        Extra room before compacting (default: ``capacity``). Offline, with the whole recording
+        appended in one piece, 0 halves the memory.
     """
 
-    def __init__(self, n_channels: int, capacity: int) -> None:
+    def __init__(self, n_channels: int, capacity: int, slack: int | None = None) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1 sample, got {capacity}")
         self.capacity = capacity
-        self._data = np.zeros((2 * capacity, n_channels))
-        self._times = np.zeros(2 * capacity)
-        self._finite = np.ones(2 * capacity, dtype=bool)
-        self._arrival = np.zeros(2 * capacity)
+        # Room beyond `capacity` before a compaction; a whole recording appended at once needs none.
+        self._size = capacity + (capacity if slack is None else max(0, slack))
+        self._data = np.zeros((self._size, n_channels))
+        self._times = np.zeros(self._size)
+        self._finite = np.ones(self._size, dtype=bool)
+        self._arrival = np.zeros(self._size)
         self._start = 0  # valid samples live in [_start, _start + _n)
         self._n = 0
         self.total = 0  # samples ever appended
@@ -127,7 +132,7 @@ class RingBuffer:
             data, times, finite = data[-self.capacity :], times[-self.capacity :], finite[-self.capacity :]
             self._start, self._n, n_in = 0, 0, self.capacity
         end = self._start + self._n
-        if end + n_in > 2 * self.capacity:  # compact: move the samples still needed to the front
+        if end + n_in > self._size:  # compact: move the samples still needed to the front
             keep = min(self._n, self.capacity - n_in)
             for arr in self._arrays():
                 arr[:keep] = arr[end - keep : end]

@@ -32,6 +32,8 @@ class EpochPipeline:
         Regular expression (``re.search``) a marker must match to get an epoch; None takes all.
     buffer_seconds : float
         How much filtered signal to keep for markers that arrive late.
+    buffer_slack : int, optional
+        Passed to :class:`~bci_stream.epochs.RingBuffer` (offline: 0).
     source, target : str
         Names of the stream and of the model for error messages.
     """
@@ -46,6 +48,7 @@ class EpochPipeline:
         *,
         events: str | None = None,
         buffer_seconds: float = 30.0,
+        buffer_slack: int | None = None,
         source: str = "the stream",
         target: str = "the model",
     ) -> None:
@@ -54,7 +57,7 @@ class EpochPipeline:
             stream_channels, stream_sfreq, stream_units, input_spec, prep, source=source, target=target
         )
         capacity = int(np.ceil(max(buffer_seconds, 2 * (input_spec.duration + abs(input_spec.tmin))) * stream_sfreq))
-        self.buffer = RingBuffer(len(input_spec.channels), capacity)
+        self.buffer = RingBuffer(len(input_spec.channels), capacity, buffer_slack)
         self.epocher = Epocher(input_spec.tmin, input_spec.n_times, stream_sfreq, input_spec.sfreq)
         self.events = re.compile(events) if events else None
         self.ignored_markers = 0
@@ -131,6 +134,7 @@ def epochs_from_recording(
         recording.units,
         events=events,
         buffer_seconds=recording.duration + 1.0,
+        buffer_slack=0,  # appended in one piece: no room for compaction needed
         source=recording.source,
     )
     pipeline.push_samples(recording.data, recording.times)
