@@ -34,7 +34,8 @@ lint: $(STAMP)
 	$(BIN)/mypy bci_stream
 
 models: $(STAMP)
-	$(BIN)/bci-train models --out exported
+	$(BIN)/bci-train models --out-dir exported
+	$(BIN)/bci-train valence --config configs/train-valence-synth.toml --threads 1 export --synth --out exported/valence-synth.onnx
 
 bench: $(STAMP)
 	$(BIN)/bci-stream bench --model exported/cogninet-synth.onnx

@@ -141,6 +141,8 @@ class ModelCard(_Strict):
     def _check(self) -> ModelCard:
         if self.schema_ != SCHEMA_VERSION:
             raise ValueError(f"schema {self.schema_} is not supported; this bci-stream reads {SCHEMA_VERSION}")
+        if self.task == "valence" and self.input.features is None:
+            raise ValueError("a valence card needs input.features (bands, window, hop) to compute its input")
         if self.task == "classification" and len(self.output.classes) < 2:
             raise ValueError("a classification card must list at least 2 output classes")
         norm = self.preprocessing.normalization

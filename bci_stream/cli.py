@@ -45,7 +45,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
 
     overrides: dict[str, Any] = {
-        "model": {"path": args.model, "provider": args.provider},
+        "model": {"path": args.model, "provider": args.provider, "valence": args.valence_model},
         "eeg": {"name": args.eeg_name, "source_id": args.eeg_source_id},
         "markers": {"name": args.markers_name, "source_id": args.markers_source_id},
         "publish": {"endpoint": args.endpoint, "log": args.log},
@@ -104,7 +104,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                     print(f"(waiting for messages on {args.endpoint} ...)", file=sys.stderr)
                 continue
             waited = 0.0
-            print(msg.model_dump_json() if args.json else format_message(msg), flush=True)
+            print(msg.model_dump_json() if args.json else format_message(msg, tuple(args.valence_range)), flush=True)
             shown += 1
             if args.count and shown >= args.count:
                 break
@@ -125,6 +125,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         speed=args.speed,
         timeout=args.timeout,
         quiet=args.quiet,
+        valence_model=args.valence_model,
     )
 
 
@@ -177,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="serve a model on live LSL streams, publish over ZeroMQ")
     run.add_argument("--config", type=Path, default=None, help="daemon TOML config (default: built-in defaults)")
     run.add_argument("--model", type=Path, help="ONNX model with a bci-stream card (overrides [model] path)")
+    run.add_argument("--valence-model", type=Path, help="band-power valence model (overrides [model] valence)")
     run.add_argument("--provider", choices=["auto", "cuda", "cpu"], help="ONNX Runtime provider (default auto)")
     run.add_argument("--eeg-name", help="EEG stream name (overrides [eeg] name)")
     run.add_argument("--eeg-source-id", help="EEG stream source_id (overrides [eeg] source_id)")
@@ -204,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     ls.add_argument("--topics", nargs="+", default=["prediction", "drop", "valence", "status"])
     ls.add_argument("--json", action="store_true", help="print raw JSON payloads")
+    ls.add_argument(
+        "--valence-range",
+        nargs=2,
+        type=float,
+        default=[-1.0, 1.0],
+        metavar=("LO", "HI"),
+        help="ends of the valence bar",
+    )
     ls.add_argument("--count", type=int, default=0, help="stop after N messages")
     ls.add_argument("--timeout", type=float, default=0.0, help="give up after S s without a message (0: never)")
     ls.set_defaults(func=cmd_listen)
@@ -212,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--recording", type=Path, default=Path("build/demo.fif"))
     dm.add_argument("--model", type=Path, default=Path("exported/cogninet-synth.onnx"))
     dm.add_argument("--config", type=Path, default=Path("configs/daemon.toml"))
+    dm.add_argument("--valence-model", type=Path, help="also serve this band-power valence model")
     dm.add_argument("--speed", type=float, default=1.0)
     dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
     dm.add_argument("--quiet", action="store_true", help="only the summary line")

@@ -70,6 +70,7 @@ class MarkerSection(StreamSelector):
 
 class ModelSection(_Section):
     path: Path = Path("exported/cogninet-synth.onnx")
+    valence: Path | None = Field(None, description="band-power valence model (task 'valence'); none by default")
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     max_batch: int = Field(16, ge=1, le=1024)
     top_k: int = Field(5, ge=1)

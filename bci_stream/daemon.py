@@ -25,9 +25,10 @@ import pylsl
 from . import lsl
 from .config import DaemonConfig, StreamSelector
 from .epochs import Drop, DropReason, Epoch, Marker
-from .errors import BciStreamError
+from .errors import BciStreamError, ModelCardError
+from .features import FeatureContext, FeaturePipeline
 from .inference import OnnxModel
-from .messages import Counts, MarkerInfo, ModelInfo, Prediction, Status, StreamStatus, Timing, Window
+from .messages import Counts, MarkerInfo, ModelInfo, Prediction, Status, StreamStatus, Timing, Valence, Window
 from .messages import Drop as DropMessage
 from .pipeline import EpochPipeline
 from .publish import Publisher
@@ -93,6 +94,10 @@ class Daemon:
         self.eeg: lsl.EegInlet | None = None
         self.markers: lsl.MarkerInlet | None = None
         self.pipeline: EpochPipeline | None = None
+        self.valence_model: OnnxModel | None = None
+        self.features: FeaturePipeline | None = None
+        self._feature_context: FeatureContext | None = None
+        self._valence_latencies: deque[float] = deque(maxlen=2000)
         self._eeg_rate = _RateMeter()
         self._marker_rate = _RateMeter()
         self._next_status = 0.0
@@ -113,6 +118,14 @@ class Daemon:
         self.model = OnnxModel(cfg.model.path, cfg.model.provider)
         warm_ms = self.model.warm_up()
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
+        if cfg.model.valence is not None:
+            self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider)
+            if self.valence_model.card.task != "valence":
+                raise ModelCardError(
+                    f"[model] valence = {str(cfg.model.valence)!r} is a {self.valence_model.card.task!r} model; "
+                    "it needs a card with task = 'valence'"
+                )
+            self.valence_model.warm_up()
         self.publisher = Publisher(
             cfg.publish.endpoint, self.session, high_water_mark=cfg.publish.high_water_mark, log_path=cfg.publish.log
         )
@@ -136,6 +149,17 @@ class Daemon:
             source=f"EEG stream {desc.name!r}",
             target=f"model {card.name!r} ({cfg.model.path})",
         )
+        if self.valence_model is not None:
+            vcard = self.valence_model.card
+            self.features = FeaturePipeline.from_card(
+                vcard,
+                list(desc.channels),
+                desc.nominal_rate,
+                units,
+                source=f"EEG stream {desc.name!r}",
+                target=f"valence model {vcard.name!r} ({cfg.model.valence})",
+            )
+            self._feature_context = FeatureContext(vcard.input.n_times, self.features.n_features)
         self.state = "running"
         log.info(
             "serving %s on EEG %s and markers %s; events %r",
@@ -186,6 +210,8 @@ class Daemon:
                     self._recovered()
                 self._eeg_rate.add(len(stamps))
                 self.pipeline.push_samples(samples, stamps, arrival)
+                if self.features is not None:
+                    self._valence(samples, stamps, arrival)
             elif not self._lost:
                 silent = self._eeg_rate.silent_for()
                 if silent is not None and silent > self.config.runtime.stream_timeout:
@@ -242,6 +268,9 @@ class Daemon:
         self._lost = False
         self.state = "running"
         self.pipeline.restart_signal()  # the filter state and buffer belong to the old signal
+        if self.features is not None and self._feature_context is not None:
+            self.features.reset()
+            self._feature_context.reset()
         log.warning("EEG stream %r recovered", self.eeg.description.name)
 
     # ------------------------------------------------------------------ results
@@ -336,6 +365,27 @@ class Daemon:
             DropMessage, marker=MarkerInfo(value=marker.value, time=marker.time), reason=reason, detail=detail
         )
 
+    def _valence(self, samples: np.ndarray, stamps: np.ndarray, arrival: float) -> None:
+        """Band-power windows on the hop grid → valence model → one ``valence`` message per window."""
+        assert self.features is not None and self._feature_context is not None
+        assert self.valence_model is not None and self.publisher is not None
+        ready = self._feature_context.push(self.features.push(samples, stamps))
+        if not ready:
+            return
+        model = self.valence_model
+        info = ModelInfo(name=model.card.name, version=model.card.version, sha256=model.sha256)
+        for window_end, x in ready:
+            try:
+                out = model.run(x)
+            except BciStreamError as exc:
+                log.error("valence: %s", exc)
+                continue
+            now = lsl.local_clock()
+            added = (now - arrival) * 1e3
+            self._valence_latencies.append(added)
+            value = float(np.asarray(out).reshape(-1)[-1])  # the last step is the newest window
+            self.publisher.publish(Valence, window_end=window_end, value=value, model=info, added_latency_ms=added)
+
     # ------------------------------------------------------------------ status
     def _maybe_status(self) -> None:
         if time.monotonic() >= self._next_status:
@@ -354,10 +404,12 @@ class Daemon:
             seconds_since_data=meter.silent_for(),
         )
 
-    def latency_percentiles(self) -> tuple[float | None, float | None]:
-        if not self._latencies:
+    def latency_percentiles(self, which: str = "prediction") -> tuple[float | None, float | None]:
+        """Added-latency p50 and p99 (ms) over the last 2000 ``prediction`` or ``valence`` messages."""
+        values = self._latencies if which == "prediction" else self._valence_latencies
+        if not values:
             return None, None
-        p50, p99 = np.percentile(np.asarray(self._latencies), [50, 99])
+        p50, p99 = np.percentile(np.asarray(values), [50, 99])
         return float(p50), float(p99)
 
     def _publish_status(self) -> None:
@@ -367,6 +419,7 @@ class Daemon:
         if self.pipeline is not None and len(self.pipeline.buffer):
             lag = (lsl.local_clock() - float(self.pipeline.buffer.times[-1])) * 1e3
         p50, p99 = self.latency_percentiles()
+        v50, v99 = self.latency_percentiles("valence")
         self.counts.drops_by_reason = dict(self._drops_by_reason)
         n_classes = len(self.model.classes)
         self.publisher.publish(
@@ -384,4 +437,6 @@ class Daemon:
             chance=1.0 / n_classes if n_classes else None,
             latency_p50_ms=p50,
             latency_p99_ms=p99,
+            valence_latency_p50_ms=v50,
+            valence_latency_p99_ms=v99,
         )

@@ -24,7 +24,7 @@ from .client import Subscriber, SubscriberTimeout
 from .config import load_config
 from .errors import BciStreamError, RecordingError
 from .listen import format_message
-from .messages import Drop, Prediction, Status
+from .messages import Drop, Prediction, Status, Valence
 from .recordings import read_recording
 
 
@@ -65,6 +65,7 @@ def run_demo(
     speed: float = 1.0,
     timeout: float = 300.0,
     quiet: bool = False,
+    valence_model: Path | None = None,
     out: Callable[[str], None] = print,
 ) -> int:
     """Replay ``recording`` through the daemon serving ``model``; returns 0 when every marker was answered."""
@@ -84,12 +85,15 @@ def run_demo(
     py = [sys.executable, "-m", "bci_stream.cli"]
     daemon_cmd = [*py, "run", "--model", str(model), "--eeg-name", name, "--markers-name", f"{name}-markers"]
     daemon_cmd += ["--endpoint", endpoint, "--wait", "60"] + (["--config", str(config)] if config.is_file() else [])
+    if valence_model is not None:
+        daemon_cmd += ["--valence-model", str(valence_model)]
     replay_cmd = [*py, "replay", str(recording), "--name", name, "--source-id", name]
     replay_cmd += ["--speed", str(speed), "--wait-consumers", "30"]
 
     say(f"demo: {recording} ({expected} markers) -> daemon ({model}) -> {endpoint}")
     predictions: list[Prediction] = []
     drops: list[Drop] = []
+    valence: list[Valence] = []
     provider = "unknown"
     with (
         open(logs / "daemon.log", "wb") as daemon_log,
@@ -133,6 +137,10 @@ def run_demo(
                 elif isinstance(msg, Drop):
                     drops.append(msg)
                     say(format_message(msg))
+                elif isinstance(msg, Valence):
+                    valence.append(msg)
+                    if len(valence) % 4 == 1:  # 4 Hz on the wire; one line a second is enough to watch
+                        say(format_message(msg))
                 elif isinstance(msg, Status):
                     provider = msg.provider
                     if time.monotonic() >= next_status:
@@ -155,5 +163,12 @@ def run_demo(
     answered = len(predictions) + len(drops)
     if answered != expected:
         out(f"demo: WARNING {expected} markers but {answered} answers; see {logs}/")
+    if valence:
+        lat = np.percentile([v.added_latency_ms for v in valence], [50, 99])
+        values = np.array([v.value for v in valence])
+        out(
+            f"valence: messages={len(valence)} seq_gaps={sub.gaps.get('valence', 0)} mean={values.mean():.2f} "
+            f"range=[{values.min():.2f}, {values.max():.2f}] latency_p50_ms={lat[0]:.2f} latency_p99_ms={lat[1]:.2f}"
+        )
     out(summary_line(predictions, drops, expected, provider))
     return 0 if answered == expected else 1

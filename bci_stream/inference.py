@@ -82,6 +82,14 @@ class OnnxModel:
     def classes(self) -> list[str]:
         return self.card.output.classes
 
+    @property
+    def n_inputs_per_step(self) -> int:
+        """Values per time step: channels for epoch models, channels × bands for band-power valence models."""
+        spec = self.card.input
+        if spec.features is not None:
+            return len(spec.channels) * len(spec.features.bands)
+        return len(spec.channels)
+
     def _check_card(self) -> None:
         card = self.card
         inputs = {i.name: i for i in self.session.get_inputs()}
@@ -90,17 +98,18 @@ class OnnxModel:
                 f"{self.path}: card input {card.input.name!r} is not a model input (model has {sorted(inputs)})"
             )
         shape = inputs[card.input.name].shape
+        per_step = self.n_inputs_per_step
         expected = (
-            [None, card.input.n_times, len(card.input.channels)]
-            if card.input.layout == "NTC"
-            else [None, len(card.input.channels), card.input.n_times]
+            [None, card.input.n_times, per_step] if card.input.layout == "NTC" else [None, per_step, card.input.n_times]
         )
+        if card.task == "valence":
+            expected[1 if card.input.layout == "NTC" else 2] = None  # any context length
         if len(shape) != 3 or any(
             isinstance(s, int) and e is not None and s != e for s, e in zip(shape, expected, strict=False)
         ):
             raise ModelCardError(
                 f"{self.path}: model input {card.input.name!r} has shape {shape}, but the card says "
-                f"{card.input.layout} with n_times={card.input.n_times}, {len(card.input.channels)} channels"
+                f"{card.input.layout} with n_times={card.input.n_times} and {per_step} values per step"
             )
         outputs = {o.name: o for o in self.session.get_outputs()}
         if card.output.name not in outputs:
@@ -114,11 +123,12 @@ class OnnxModel:
             and out_shape[-1] != len(card.output.classes)
         ):
             raise ModelCardError(
-                f"{self.path}: model outputs {out_shape[-1]} values but the card lists {len(card.output.classes)} classes"
+                f"{self.path}: model outputs {out_shape[-1]} values but the card lists "
+                f"{len(card.output.classes)} classes"
             )
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Run a batch shaped (N, n_times, n_channels) (always NTC here); returns the output array."""
+        """Run a batch shaped (N, n_times, values per step) (always NTC here); returns the output array."""
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if self.card.input.layout == "NCT":
             x = np.ascontiguousarray(x.transpose(0, 2, 1))
@@ -130,7 +140,7 @@ class OnnxModel:
 
     def warm_up(self, repeats: int = 3) -> float:
         """Run zeros through the model (first runs allocate); returns the last run's time in ms."""
-        x = np.zeros((1, self.card.input.n_times, len(self.card.input.channels)), dtype=np.float32)
+        x = np.zeros((1, self.card.input.n_times, self.n_inputs_per_step), dtype=np.float32)
         elapsed = 0.0
         for _ in range(repeats):
             t = time.perf_counter()

@@ -75,9 +75,10 @@ class Drop(Message):
 
 class Valence(Message):
     topic: Literal["valence"] = "valence"
-    window_end: float
+    window_end: float = Field(description="LSL time of the end of the feature window, s")
     value: float
     model: ModelInfo
+    added_latency_ms: float = Field(description="publish time - time the window's last sample was received, ms")
 
 
 class StreamStatus(_Payload):

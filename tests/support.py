@@ -84,10 +84,12 @@ def make_linear_model(
     return path
 
 
-def daemon_config(model: Path, eeg_source_id: str, marker_source_id: str, **sections: dict[str, Any]) -> DaemonConfig:
+def daemon_config(
+    model_path: Path, eeg_source_id: str, marker_source_id: str, **sections: dict[str, Any]
+) -> DaemonConfig:
     """A config for one test: streams by source_id, a free port, fast status."""
     overrides: dict[str, Any] = {
-        "model": {"path": str(model)},
+        "model": {"path": str(model_path)},
         "eeg": {"source_id": eeg_source_id},
         "markers": {"source_id": marker_source_id},
         "publish": {"endpoint": free_tcp_endpoint(), "status_interval": 0.2},
@@ -183,3 +185,62 @@ def collect(
         if msg.topic in topics:
             got.append(msg)
     return got
+
+
+def make_valence_model(
+    path: Path,
+    *,
+    channels: list[str],
+    context: int = 4,
+    bands: tuple[tuple[float, float], ...] = (
+        (0.3, 4.0),
+        (4.0, 8.0),
+        (8.0, 12.0),
+        (12.0, 18.0),
+        (18.0, 30.0),
+        (30.0, 45.0),
+    ),
+    name: str = "valence-test",
+) -> Path:
+    """A real band-power valence model (features → linear → valence per step) with a card, without torch."""
+    from bci_stream.card import FeatureSpec
+
+    n_features = len(channels) * len(bands)
+    w = np.random.default_rng(1).standard_normal((n_features, 1)).astype(np.float32)
+    graph = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["features", "W"], ["per_step"]),
+            helper.make_node("Squeeze", ["per_step", "last"], ["valence"]),
+        ],
+        name,
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", "steps", n_features])],
+        [helper.make_tensor_value_info("valence", TensorProto.FLOAT, ["batch", "steps"])],
+        initializer=[
+            numpy_helper.from_array(w, "W"),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), "last"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    spec = FeatureSpec(bands=list(bands), window=2.0, hop=0.25, segment=1.0, reference="average")
+    card = ModelCard.model_validate(
+        {
+            "schema": 1,
+            "name": name,
+            "version": "0.0.1",
+            "task": "valence",
+            "input": {
+                "name": "features",
+                "sfreq": 4.0,
+                "n_times": context,
+                "channels": channels,
+                "features": spec.model_dump(),
+            },
+            "preprocessing": {"bandpass": [0.3, 45.0]},
+            "output": {"name": "valence"},
+        }
+    )
+    write_card(path, card)
+    return path

@@ -112,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bci-train", description="Offline side of bci-stream.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("valence", help="valence students (band power, TCN, visual KD): bci-train valence --help")
 
     p = sub.add_parser("synth", help="write a synthetic 128-channel recording (.fif) and its teacher (.teacher.npz)")
     p.add_argument("--out", required=True, type=Path, help="output .fif (the teacher goes beside it)")
@@ -159,6 +160,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["valence"]:  # the valence tool has its own parser: bci-train valence {synth,fit,evaluate,export}
+        from training.valence.cli import main as valence_main
+
+        return valence_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
