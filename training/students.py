@@ -6,10 +6,14 @@ options, so any student can be built from a model card's input spec by name thro
 
 from __future__ import annotations
 
+import inspect
+import logging
 from typing import Any
 
 import torch
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 class CogniNetBLSTM(nn.Module):
@@ -70,14 +74,50 @@ class CogniNetBLSTM(nn.Module):
         return self.classifier(self.dropout(self.features(x)))
 
 
-#: Students by name (the name goes into the model card's provenance).
-STUDENTS: dict[str, type[nn.Module]] = {
-    "cogninet-blstm": CogniNetBLSTM,
-}
+def _registry() -> dict[str, type[nn.Module]]:
+    from .zoo import Conv1dNet, EEGImageNetLSTM, EEGNetStudent, JointEncoder, ShallowFBCSPStudent
+
+    return {
+        "cogninet-blstm": CogniNetBLSTM,
+        "eegimagenet-lstm": EEGImageNetLSTM,
+        "conv1d": Conv1dNet,
+        "joint-encoder": JointEncoder,
+        "eegnet": EEGNetStudent,
+        "shallow-fbcsp": ShallowFBCSPStudent,
+    }
+
+
+#: Students by name (the name goes into the model card's provenance). Each is built as
+#: ``cls(n_chans, n_outputs, n_times, sfreq, **options)``, reads ``(batch, n_times, n_chans)`` float32, returns
+#: logits ``(batch, n_outputs)`` and has ``features(x) -> (batch, d)``, the last hidden representation (used for
+#: few-shot classification of unseen classes).
+#:
+#: ``cogninet-blstm``
+#:     :class:`CogniNetBLSTM`, 1–4 layers (``n_layers``), METHODS.md §1. The BLSTM *without a teacher* (CogniNet's
+#:     "BLSTM alone" row) is not another student: it is ``train_student(..., teacher=None)`` (``loss="ce"``).
+#: ``eegimagenet-lstm``
+#:     :class:`training.zoo.EEGImageNetLSTM`: 1 LSTM layer (hidden 128) → FC 128 + ReLU → classes.
+#: ``conv1d``
+#:     :class:`training.zoo.Conv1dNet`: Conv1d + BN + ReLU + pool blocks, global average pool, linear.
+#: ``joint-encoder``
+#:     :class:`training.zoo.JointEncoder`: METHODS.md §2's EEG encoder (4 convs 32/64/96/128, ``rnn="lstm"|"gru"``
+#:     hidden ``rnn_hidden`` 256, 128-d ``embed(x)``) with a linear classifier head.
+#: ``eegnet``, ``shallow-fbcsp``
+#:     braindecode's EEGNet(v4) and ShallowFBCSPNet through an NTC adapter (:mod:`training.zoo.braindecode_models`;
+#:     needs braindecode, imported when built).
+STUDENTS: dict[str, type[nn.Module]] = _registry()
+
+#: Options :func:`training.fit.train_student` passes to every student (with its defaults); a student whose
+#: constructor lacks one is built without it (e.g. ``n_layers`` means nothing to ``conv1d``).
+TRAINING_OPTIONS = frozenset({"hidden", "n_layers", "dropout", "n_features", "pooling"})
 
 
 def build_student(name: str, n_chans: int, n_outputs: int, n_times: int, sfreq: float, **options: Any) -> nn.Module:
     """Instantiate the student registered as ``name``.
+
+    Options in :data:`TRAINING_OPTIONS` that the student's constructor does not name as parameters are dropped
+    (a ``**options`` catch-all, as in the braindecode adapters, does not count);
+    any other option goes to the constructor, which rejects unknown ones with ``TypeError``.
 
     Raises
     ------
@@ -86,4 +126,10 @@ def build_student(name: str, n_chans: int, n_outputs: int, n_times: int, sfreq: 
     """
     if name not in STUDENTS:
         raise ValueError(f"unknown student {name!r}; known: {', '.join(sorted(STUDENTS))}")
-    return STUDENTS[name](n_chans, n_outputs, n_times, sfreq, **options)
+    cls = STUDENTS[name]
+    params = inspect.signature(cls).parameters
+    unused = sorted(k for k in options if k in TRAINING_OPTIONS and k not in params)
+    if unused:
+        log.debug("student %s does not use the options %s", name, unused)
+    kwargs = {k: v for k, v in options.items() if k not in unused}
+    return cls(n_chans, n_outputs, n_times, sfreq, **kwargs)
