@@ -14,7 +14,7 @@ from training.fit import predict_logits, train_student
 from training.synthetic import synthesize
 from training.teachers import PrecomputedTeacher, TeacherError
 
-EEGLAB = Path("/work/shared/data/eeglab/test_raw.set")
+EEGLAB = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "eeglab" / "test_raw.set"
 # A small student at 200 Hz (88 steps) keeps the LSTM cheap (the pipeline resamples the 1 kHz recording); with
 # 16 features it needs little dropout and a larger step to learn in seconds.
 SMALL = {
