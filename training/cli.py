@@ -106,6 +106,25 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from training.data.eeg_imagenet import load_eeg_imagenet, load_splits
+    from training.evaluate import evaluate_eeg_imagenet, write_report
+
+    data = load_eeg_imagenet(args.eeg_imagenet, tmin_samples=args.tmin_samples)
+    kwargs: dict[str, object] = {}
+    if args.splits is not None:
+        kwargs["test_index"] = load_splits(args.splits, data)[args.split]["test"]
+    if args.logits is not None:
+        kwargs["logits"] = np.load(args.logits)
+    results = evaluate_eeg_imagenet(data, **kwargs)
+    path = write_report(args.report, results)
+    print(results["sentence"] if results["confounded"] else f"no confound flagged; report in {path}")
+    print(f"report: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX
 
@@ -113,6 +132,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("valence", help="valence students (band power, TCN, visual KD): bci-train valence --help")
+
+    p = sub.add_parser("evaluate", help="EEG-ImageNet: accuracy with chance, permutation p and confound probes")
+    p.add_argument("--eeg-imagenet", type=Path, required=True, help="eeg_*_std.pth file (a local, trusted file)")
+    p.add_argument("--splits", type=Path, help="block_splits_by_image_all.pth; checked for leaks")
+    p.add_argument("--split", type=int, default=0, help="which split of --splits gives the test set")
+    p.add_argument("--logits", type=Path, help=".npy logits of a model for the test trials (else probes only)")
+    p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
+    p.add_argument("--report", type=Path, default=Path("runs/evaluate.md"))
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("synth", help="write a synthetic 128-channel recording (.fif) and its teacher (.teacher.npz)")
     p.add_argument("--out", required=True, type=Path, help="output .fif (the teacher goes beside it)")
