@@ -23,6 +23,7 @@ from bci_stream.client import Subscriber
 from bci_stream.config import DaemonConfig, load_config
 from bci_stream.daemon import Daemon
 from bci_stream.demo import free_tcp_endpoint
+from bci_stream.features import DEFAULT_BANDS
 from bci_stream.messages import AnyMessage
 from bci_stream.recordings import Recording
 from bci_stream.replay import Player
@@ -192,14 +193,7 @@ def make_valence_model(
     *,
     channels: list[str],
     context: int = 4,
-    bands: tuple[tuple[float, float], ...] = (
-        (0.3, 4.0),
-        (4.0, 8.0),
-        (8.0, 12.0),
-        (12.0, 18.0),
-        (18.0, 30.0),
-        (30.0, 45.0),
-    ),
+    bands: tuple[tuple[float, float], ...] = DEFAULT_BANDS,
     name: str = "valence-test",
 ) -> Path:
     """A real band-power valence model (features → linear → valence per step) with a card, without torch."""
