@@ -59,7 +59,9 @@ def test_valence_model_the_stream_cannot_feed_is_refused(tmp_path: Path, models:
     rec = small_recording(seconds=30, nan_at=None)
     with playing(rec, name=name, source_id=name):
         config = daemon_config(clf, name, f"{name}-markers", model={"valence": str(too_many)})
-        with pytest.raises(ModelCardError, match=r"EEG stream '.*' has 8 channels but valence model 'valence-test' .* needs 10"):
+        with pytest.raises(
+            ModelCardError, match=r"EEG stream '.*' has 8 channels but valence model 'valence-test' .* needs 10"
+        ):
             Daemon(config).serve()
     slow = small_recording(seconds=30, nan_at=None)
     slow.data, slow.sfreq = slow.data[::8], SFREQ / 8  # 62.5 Hz: Nyquist below the 45 Hz band edge
