@@ -125,6 +125,55 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_fit(args: argparse.Namespace) -> int:
+    from .runs import fit_run
+
+    result = fit_run(args.config, out=args.out, resume=args.resume, stop_after=args.stop_after,
+                     progress=not args.no_progress)  # fmt: skip
+    if result.path is not None:
+        m = result.metrics
+        keys = ("finished", "best_epoch", "epochs_trained", "val_accuracy", "chance_level", "p_value_permutation")
+        print(json.dumps({"run": str(result.path), **{k: m[k] for k in keys if k in m}}, indent=2))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .runs import export_run
+
+    print(export_run(args.run, args.out))
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import write_sweep
+
+    result = write_sweep(args.config, args.out)
+    print(result.markdown)
+    return 0
+
+
+def _cmd_unseen(args: argparse.Namespace) -> int:
+    from .unseen import unseen_classes
+
+    result = unseen_classes(
+        n_classes=args.classes,
+        n_unseen=args.unseen,
+        seconds=args.seconds,
+        shots=args.shots,
+        session_seed=args.session_seed,
+        seed=args.seed,
+        n_channels=args.channels,
+        evoked_uv=args.evoked_uv,
+        train={"epochs": args.epochs},
+    )
+    text = result.table()
+    print(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("# Unseen classes (synthetic)\n\n" + text + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX
 
@@ -184,6 +233,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=int, default=50)
     p.add_argument("--threads", type=int, default=None)
     p.set_defaults(func=_cmd_bench)
+
+    p = sub.add_parser("fit", help="train a run from a TOML config (early stopping, checkpoints, report)")
+    p.add_argument("config", type=Path, help="run config, e.g. configs/train-synth.toml")
+    p.add_argument("--out", type=Path, default=None, help="run folder (default: [run] out or runs/NAME-TIME)")
+    p.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue RUN from its checkpoint")
+    p.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N epochs (resume later)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_fit)
+
+    p = sub.add_parser("export", help="export a run's best model to ONNX with its card (parity checked)")
+    p.add_argument("run", type=Path, help="run folder (card.json + model.pt)")
+    p.add_argument("--out", type=Path, default=None, help="output .onnx (default RUN/model.onnx)")
+    p.set_defaults(func=_cmd_export)
+
+    p = sub.add_parser("sweep", help="CogniNet ablations on synthetic data (temperature, depth, KL/L2, teachers)")
+    p.add_argument("config", type=Path, help="TOML config (see training/sweep.py)")
+    p.add_argument("--out", type=Path, default=None, help="Markdown output (default: the config's out)")
+    p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("unseen", help="unseen classes: unsupervised-KD features, SVM/kNN/RF, excerpt voting")
+    p.add_argument("--classes", type=int, default=6)
+    p.add_argument("--unseen", type=int, default=2, help="held-out classes (the last ones)")
+    p.add_argument("--seconds", type=_positive_float, default=120.0)
+    p.add_argument("--shots", type=int, default=5, help="labelled epochs per unseen class")
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--channels", type=int, default=16, help="posterior channels (0: all 128)")
+    p.add_argument("--evoked-uv", type=_positive_float, default=20.0)
+    p.add_argument("--session-seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None, help="also write the table (Markdown)")
+    p.set_defaults(func=_cmd_unseen)
     return parser
 
 
