@@ -107,6 +107,21 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if (args.run is None) == (args.eeg_imagenet is None):
+        raise BciStreamError("give a run folder (bci-train evaluate RUN) or --eeg-imagenet FILE, not both or neither")
+    if args.run is not None:
+        from .evaluate_run import evaluate_run, headline
+
+        if args.splits is not None or args.logits is not None or args.report is not None:
+            raise BciStreamError(
+                "--splits, --logits and --report belong to --eeg-imagenet; a run writes RUN/evaluation.md"
+            )
+        results = evaluate_run(args.run, n_permutations=args.permutations)
+        if results["confounded"]:
+            print(results["sentence"])
+        print(f"report: {results['report']}")
+        print(json.dumps(headline(results), indent=2))
+        return 0
     import numpy as np
 
     from training.data.eeg_imagenet import load_eeg_imagenet, load_splits
@@ -118,8 +133,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         kwargs["test_index"] = load_splits(args.splits, data)[args.split]["test"]
     if args.logits is not None:
         kwargs["logits"] = np.load(args.logits)
-    results = evaluate_eeg_imagenet(data, **kwargs)
-    path = write_report(args.report, results)
+    results = evaluate_eeg_imagenet(data, n_permutations=args.permutations, **kwargs)
+    path = write_report(args.report or Path("runs/evaluate.md"), results)
     print(results["sentence"] if results["confounded"] else f"no confound flagged; report in {path}")
     print(f"report: {path}")
     return 0
@@ -182,13 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("valence", help="valence students (band power, TCN, visual KD): bci-train valence --help")
 
-    p = sub.add_parser("evaluate", help="EEG-ImageNet: accuracy with chance, permutation p and confound probes")
-    p.add_argument("--eeg-imagenet", type=Path, required=True, help="eeg_*_std.pth file (a local, trusted file)")
+    p = sub.add_parser(
+        "evaluate",
+        help="a run folder (RUN/evaluation.md) or EEG-ImageNet: accuracy with chance, permutation p, confound probes",
+    )
+    p.add_argument("run", type=Path, nargs="?", default=None,
+                   help="a finished run folder of 'bci-train fit': its validation split (optimistic), RUN/evaluation.md")  # fmt: skip
+    p.add_argument("--eeg-imagenet", type=Path, default=None, help="eeg_*_std.pth file (a local, trusted file)")
     p.add_argument("--splits", type=Path, help="block_splits_by_image_all.pth; checked for leaks")
     p.add_argument("--split", type=int, default=0, help="which split of --splits gives the test set")
     p.add_argument("--logits", type=Path, help=".npy logits of a model for the test trials (else probes only)")
     p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
-    p.add_argument("--report", type=Path, default=Path("runs/evaluate.md"))
+    p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default runs/evaluate.md)")
+    p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value (>= 1000)")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("synth", help="write a synthetic 128-channel recording (.fif) and its teacher (.teacher.npz)")

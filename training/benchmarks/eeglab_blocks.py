@@ -9,9 +9,11 @@ the groups are the runs of consecutive same-label trials). Epochs are cut by the
 * **block-wise**: StratifiedGroupKFold by run (no run in train and test, classes balanced as far as runs allow);
 * **shuffled**: trial-wise StratifiedKFold (shuffled, seeded), the protocol that lets block identity leak.
 
-Models: the CogniNet BLSTM (:func:`training.students.build_student`, hidden 32, 2 layers, a fixed number of Adam
+Models: every registered student (:data:`training.students.STUDENTS`, built by
+:func:`training.students.build_student` with the small options of :data:`STUDENT_OPTIONS`, a fixed number of Adam
 epochs, normalisation fitted on the training fold only, the model after the last epoch: no selection on the test
-fold) and xDAWN covariances + tangent space + logistic regression (pyriemann, scikit-learn).
+fold) and xDAWN covariances + tangent space + logistic regression (pyriemann, scikit-learn). Default 2 seeded fold
+draws × 5 folds, to keep the whole run within a few minutes on one CPU thread.
 
 Prints a Markdown table (mean ± sd over folds, chance 50 %, leakage gap = shuffled − block-wise) and writes it to
 ``runs/eeglab_blocks.md``.
@@ -66,8 +68,20 @@ def folds(y: np.ndarray, runs: np.ndarray, n_folds: int = 5, seed: int = 0) -> d
     return {"blockwise": block, "shuffled": shuffled}
 
 
-def blstm(epochs: int = 30, hidden: int = 32, seed: int = 0) -> Callable:
-    """Fit-predict with the CogniNet BLSTM: normalisation from the training fold, fixed epochs, last model."""
+#: Small options per registered student (every name in :data:`training.students.STUDENTS`), so each fold stays fast.
+STUDENT_OPTIONS: dict[str, dict] = {
+    "cogninet-blstm": {"hidden": 32, "n_layers": 2, "n_features": 32},
+    "eegimagenet-lstm": {"hidden": 32, "n_features": 32},
+    "conv1d": {"filters": (16, 32), "kernel_size": 7},
+    "joint-encoder": {"rnn_hidden": 32, "embedding": 32, "filters": (16, 32), "kernel_size": 5},
+    "eegnet": {},
+    "shallow-fbcsp": {},
+}
+
+
+def student(name: str, epochs: int = 30, seed: int = 0, **options) -> Callable:
+    """Fit-predict with the registered student ``name``: normalisation from the training fold, fixed epochs of Adam
+    (batch 16, lr 1e-3), the model after the last epoch."""
 
     def fit_predict(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray) -> np.ndarray:
         import torch
@@ -80,9 +94,7 @@ def blstm(epochs: int = 30, hidden: int = 32, seed: int = 0) -> Callable:
         Xtr = torch.from_numpy(normalize(X_tr, norm).astype(np.float32))
         ytr = torch.from_numpy(y_tr.astype(np.int64))
         torch.manual_seed(seed)
-        model = build_student(
-            "cogninet-blstm", X_tr.shape[2], 2, X_tr.shape[1], 128.0, hidden=hidden, n_layers=2, n_features=32
-        )
+        model = build_student(name, X_tr.shape[2], 2, X_tr.shape[1], 128.0, **options)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
         gen = torch.Generator().manual_seed(seed)
         for _ in range(epochs):
@@ -90,13 +102,26 @@ def blstm(epochs: int = 30, hidden: int = 32, seed: int = 0) -> Callable:
             order = torch.randperm(len(ytr), generator=gen)
             for i in range(0, len(order), 16):
                 idx = order[i : i + 16]
+                if len(idx) < 2:  # a batch of one breaks batch norm
+                    continue
                 loss = torch.nn.functional.cross_entropy(model(Xtr[idx]), ytr[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
+        model.eval()
         return predict_logits(model, normalize(X_te, norm).astype(np.float32)).argmax(1)
 
     return fit_predict
+
+
+def blstm(epochs: int = 30, hidden: int = 32, seed: int = 0) -> Callable:
+    """Fit-predict with the CogniNet BLSTM (hidden ``hidden``, 2 layers): :func:`student` ``"cogninet-blstm"``."""
+    return student("cogninet-blstm", epochs, seed, hidden=hidden, n_layers=2, n_features=32)
+
+
+def _label(name: str, options: dict) -> str:
+    shown = ", ".join(f"{k} {'/'.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in options.items())
+    return f"{name} ({shown})" if shown else f"{name} (defaults)"
 
 
 def xdawn_ts_lr(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray) -> np.ndarray:
@@ -112,15 +137,29 @@ def xdawn_ts_lr(X_tr: np.ndarray, y_tr: np.ndarray, X_te: np.ndarray) -> np.ndar
 
 
 def run(
-    path: Path = DEFAULT_PATH, *, n_folds: int = 5, repeats: int = 5, blstm_epochs: int = 30, seed: int = 0
+    path: Path = DEFAULT_PATH,
+    *,
+    n_folds: int = 5,
+    repeats: int = 2,
+    blstm_epochs: int = 30,
+    seed: int = 0,
+    students: list[str] | None = None,
 ) -> dict:
-    """Accuracy per fold for each model and scheme, over ``repeats`` seeded fold draws (same folds for both models)."""
+    """Accuracy per fold for each model and scheme, over ``repeats`` seeded fold draws (same folds for all models).
+
+    ``students``: registered student names (default: every name in :data:`training.students.STUDENTS`), each with
+    :data:`STUDENT_OPTIONS` and ``blstm_epochs`` epochs; xDAWN + TS + LR is always included.
+    """
     import torch
+
+    from training.students import STUDENTS
 
     t0 = time.perf_counter()
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
-    names = ["CogniNet BLSTM (hidden 32, 2 layers)", "xDAWN + TS + LR"]
+    chosen = list(STUDENTS) if students is None else students
+    labels = {n: _label(n, STUDENT_OPTIONS.get(n, {})) for n in chosen}
+    names = [*labels.values(), "xDAWN + TS + LR"]
     acc: dict[str, dict[str, list[float]]] = {n: {"blockwise": [], "shuffled": []} for n in names}
     test_chance: dict[str, list[float]] = {"blockwise": [], "shuffled": []}
     seconds = dict.fromkeys(names, 0.0)
@@ -128,7 +167,8 @@ def run(
         X, y, runs, lengths = load_epochs(path)
         for rep in range(repeats):
             splits = folds(y, runs, n_folds, seed + rep)
-            models = dict(zip(names, [blstm(blstm_epochs, seed=seed + rep), xdawn_ts_lr], strict=True))
+            fns = [student(n, blstm_epochs, seed + rep, **STUDENT_OPTIONS.get(n, {})) for n in chosen]
+            models = dict(zip(names, [*fns, xdawn_ts_lr], strict=True))
             for scheme, fs in splits.items():
                 test_chance[scheme] += [float(max(np.mean(y[te]), 1 - np.mean(y[te]))) for _, te in fs]
                 for name, fit_predict in models.items():
@@ -145,12 +185,14 @@ def run(
 def table(r: dict) -> str:
     k, reps = r["n_folds"], r["repeats"]
     lines = [
-        f"# EEGLAB test recording: block-wise vs shuffled {k}-fold CV ({reps} repeats)",
+        f"# EEGLAB test recording: block-wise vs shuffled {k}-fold CV ({reps} seeds × {k} folds)",
         "",
         f"{r['n']} `square` trials (position 1 vs 2), epochs {r['X_shape'][1]} samples × {r['X_shape'][2]} channels "
         f"(128 Hz, causal 1–40 Hz, tmin 0); groups = {len(r['run_lengths'])} runs of consecutive same-label trials "
-        f"(lengths {r['run_lengths']}). Chance 50%. BLSTM: {r['blstm_epochs']} epochs, last model. Mean ± sd over "
-        f"the {k * reps} folds; the same folds for both models.",
+        f"(lengths {r['run_lengths']}). Chance 50%. Every registered student with small options: "
+        f"{r['blstm_epochs']} epochs of Adam (batch 16, lr 1e-3), last model, normalisation from the training fold. "
+        f"Mean ± sd over the {k * reps} folds ({reps} seeds × {k} folds, reduced from 5 × {k} to keep the run short); "
+        "the same folds for every model.",
         "",
         "| model | block-wise CV | shuffled CV | leakage gap (shuffled − block-wise) | repeat means (block / shuffled) | time |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -181,12 +223,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--path", type=Path, default=DEFAULT_PATH)
     ap.add_argument("--out", type=Path, default=Path("runs/eeglab_blocks.md"))
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--blstm-epochs", type=int, default=30)
+    ap.add_argument("--repeats", type=int, default=2, help="seeded fold draws (default 2, to stay within minutes)")
+    ap.add_argument("--blstm-epochs", type=int, default=30, help="training epochs of every student")
+    ap.add_argument("--students", nargs="+", default=None, help="student names (default: all registered)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     text = table(
-        run(args.path, n_folds=args.folds, repeats=args.repeats, blstm_epochs=args.blstm_epochs, seed=args.seed)
+        run(
+            args.path,
+            n_folds=args.folds,
+            repeats=args.repeats,
+            blstm_epochs=args.blstm_epochs,
+            seed=args.seed,
+            students=args.students,
+        )
     )
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)
