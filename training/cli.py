@@ -116,7 +116,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise BciStreamError(
                 "--splits, --logits and --report belong to --eeg-imagenet; a run writes RUN/evaluation.md"
             )
-        results = evaluate_run(args.run, n_permutations=args.permutations)
+        results = evaluate_run(args.run, n_permutations=args.permutations, loso=args.loso)
         if results["confounded"]:
             print(results["sentence"])
         print(f"report: {results['report']}")
@@ -210,6 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
     p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default runs/evaluate.md)")
     p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value (>= 1000)")
+    p.add_argument("--loso", action="store_true", help="RUN: also retrain leaving one subject out at a time")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("synth", help="write a synthetic 128-channel recording (.fif) and its teacher (.teacher.npz)")

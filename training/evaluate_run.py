@@ -4,10 +4,14 @@ The run's data are rebuilt exactly as :func:`training.runs.fit_run` cut them: th
 by :func:`training.runs.load_config`, the recordings by ``training.runs._load_data``, epochs by
 :func:`training.fit.cut_epochs` and the split by :func:`training.fit.split_by_group` with the config's seed and
 validation fraction; normalisation is fitted on the training split only (the same statistics as the card's). The
-best model (``RUN/model.pt``, :func:`training.runs.load_run_model`) predicts the **validation** split.
+best model (``RUN/model.pt``, :func:`training.runs.load_run_model`) predicts the run's **held-out test** split
+(``[train] test_fraction`` > 0: whole images drawn before any training, never used for early stopping or selection;
+checked against ``RUN/split.json``). Without one it predicts the **validation** split, which also chose the epoch
+(early stopping on the validation loss), so its accuracy is optimistic; it is not a test result. The report says
+which in its first lines (after the confound warning, when there is one).
 
-That split also chose the epoch (early stopping on the validation loss), so its accuracy is optimistic; it is not a
-test result. The report says so in its first lines (after the confound warning, when there is one).
+``evaluate_run(RUN, loso=True)`` adds leave-one-subject-out (:func:`leave_one_subject_out`): the run's config retrained
+once per held-out subject for the run's best epoch count, reported per subject with chance and permutation p.
 
 :func:`training.evaluate.evaluate` gives accuracy, top-5 (≥ 5 classes), chance, the permutation p-value and — when
 the data hold more than one recording (subject or session) — per-recording accuracy; the confound probes run on all
@@ -25,6 +29,10 @@ import numpy as np
 
 from .runs import ConfigError
 
+TEST_NOTE = (
+    "Split evaluated: the held-out test split of the run (whole images drawn before any training), never used for "
+    "early stopping or selection."
+)
 VALIDATION_NOTE = (
     "Split evaluated: the validation split of the run. The same split was used for early stopping (it chose the "
     "best epoch), so this accuracy is optimistic: it is not a held-out test result."
@@ -48,16 +56,22 @@ def _recording_of_each_epoch(recordings: list[Any], markers: list[Any]) -> np.nd
 def _recording_names(config: Any, recordings: list[Any]) -> list[str]:
     d = config.data
     if d.synth is not None:
-        return [f"subject {d.synth.subject}, session seed {seed}" for seed in d.synth.seeds]
+        from .runs import synth_subjects
+
+        return [
+            f"subject {subject}, session seed {seed}" for subject in synth_subjects(config) for seed in d.synth.seeds
+        ]
     assert d.recordings is not None
     return [Path(p).name for p in d.recordings]
 
 
-def evaluate_run(run: str | Path, *, n_permutations: int = 1000) -> dict[str, Any]:
-    """Evaluate the best model of the finished run ``run`` on its validation split; write ``RUN/evaluation.md``.
+def evaluate_run(run: str | Path, *, n_permutations: int = 1000, loso: bool = False) -> dict[str, Any]:
+    """Evaluate the best model of the finished run ``run``; write ``RUN/evaluation.md`` and ``RUN/evaluation.json``.
 
-    Returns :func:`training.evaluate.evaluate`'s results plus ``report`` (the Markdown path), ``split`` and
-    ``note`` (the validation-split warning).
+    The split evaluated is the run's held-out **test** split when it has one (``[train] test_fraction`` > 0; checked
+    against ``RUN/split.json``), else its validation split (optimistic: it chose the epoch). Returns
+    :func:`training.evaluate.evaluate`'s results plus ``report`` (the Markdown path), ``split``, ``split_kind``
+    ("test" or "validation") and ``note``. ``loso=True`` adds ``loso``: :func:`leave_one_subject_out`.
     """
     import torch
 
@@ -65,8 +79,8 @@ def evaluate_run(run: str | Path, *, n_permutations: int = 1000) -> dict[str, An
     from bci_stream.signal import fit_channel_normalization, normalize
 
     from .evaluate import evaluate, write_report
-    from .fit import cut_epochs, predict_logits, split_by_group
-    from .runs import _load_data, load_config, load_run_model
+    from .fit import cut_epochs, predict_logits
+    from .runs import _load_data, load_config, load_run_model, split_run
 
     run = Path(run)
     if not (run / "config.toml").is_file():
@@ -90,9 +104,15 @@ def evaluate_run(run: str | Path, *, n_permutations: int = 1000) -> dict[str, An
     if unknown:
         raise ConfigError(f"{run}: labels {unknown[:5]} are not among the run's classes")
     y = np.array([index[label] for label in data.labels], dtype=np.int64)
-    train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=tr.val_fraction, seed=tr.seed)
-    if len(val_idx) == 0:
-        raise ConfigError(f"{run}: the validation split is empty")
+    train_idx, val_idx, test_idx = split_run(data.groups, data.labels, tr, data.split_unit)
+    saved_split = run / "split.json"
+    if saved_split.is_file():  # runs before split.json have no test split
+        recorded = json.loads(saved_split.read_text())
+        for name, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
+            if recorded[name]["index"] != [int(i) for i in idx]:
+                raise ConfigError(f"{run}: the rebuilt {name} split does not match RUN/split.json")
+    held_out = len(test_idx) > 0
+    eval_idx = test_idx if held_out else val_idx
     norm = fit_channel_normalization(data.X[train_idx])  # training split only, as in fit_run
     saved = card.preprocessing.normalization
     if saved.kind == "channel" and not np.allclose(norm.mean, saved.mean, rtol=1e-6, atol=0):  # type: ignore[arg-type]
@@ -110,24 +130,38 @@ def evaluate_run(run: str | Path, *, n_permutations: int = 1000) -> dict[str, An
     several = len(recordings) > 1
     subjects = blocks.tolist() if several else None
 
-    logits = predict_logits(model, X[val_idx], threads=None)
+    logits = predict_logits(model, X[eval_idx], threads=None)
+    dataset = (f"Run {run.name}: held-out test split, never used for selection" if held_out
+               else f"Run {run.name}: validation split (optimistic: also used for early stopping)")  # fmt: skip
     results = evaluate(
-        y.tolist(), blocks.tolist(), X=data.X, logits=logits, test_index=val_idx.tolist(), classes=classes, subjects=subjects, order=order.tolist(),
-        sfreq=spec.sfreq, dataset=f"Run {run.name}: validation split (optimistic: also used for early stopping)",
+        y.tolist(), blocks.tolist(), X=data.X, logits=logits, test_index=eval_idx.tolist(), classes=classes,
+        subjects=subjects, order=order.tolist(), sfreq=spec.sfreq, dataset=dataset,
         n_permutations=n_permutations, seed=tr.seed,
     )  # fmt: skip
+    counts = f"{len(train_idx)} train / {len(val_idx)} validation / {len(test_idx)} test epochs"
     results.update(
         {
             "run": str(run),
-            "split": f"validation (by {data.split_unit}, {len(train_idx)} train / {len(val_idx)} validation epochs)",
-            "note": VALIDATION_NOTE,
+            "split": (
+                f"held-out test, never used for selection (by {data.split_unit}, {counts})"
+                if held_out
+                else f"validation (by {data.split_unit}, {counts})"
+            ),
+            "split_kind": "test" if held_out else "validation",
+            "note": TEST_NOTE if held_out else VALIDATION_NOTE,
             "n_recordings": len(recordings),
             "student": card.provenance.get("student"),
             "best_epoch": dict(card.provenance.get("metrics") or {}).get("best_epoch"),  # type: ignore[call-overload]
         }
     )
+    if loso:
+        results["loso"] = leave_one_subject_out(
+            run, config, card, data, recordings, _teacher, X_raw=data.X, y=y, n_permutations=n_permutations
+        )
     path = write_report(run / "evaluation.md", results)
     _add_note(path, results, several)
+    if loso:
+        _add_loso(path, results["loso"])
     results["report"] = str(path)
     path.with_suffix(".json").write_text(json.dumps(results, indent=2, default=_jsonable))
     return results
@@ -145,11 +179,11 @@ def _add_note(path: Path, results: dict[str, Any], several: bool) -> None:
         "order = the epoch's index within its recording."
     )
     lines[at:at] = extra
-    lines = [
-        "## Validation predictions (the split that chose the epoch: optimistic)" if line == "## Test predictions"
-        else line
-        for line in lines
-    ]  # fmt: skip
+    if results.get("split_kind") == "test":
+        heading = "## Test predictions (held-out test, never used for selection)"
+    else:
+        heading = "## Validation predictions (the split that chose the epoch: optimistic)"
+    lines = [heading if line == "## Test predictions" else line for line in lines]
     path.write_text("\n".join(lines))
 
 
@@ -158,7 +192,11 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
     p = results["predictions"]
     out = {
         "report": results.get("report"),
-        "split": "validation (also used for early stopping: optimistic)",
+        "split": (
+            "held-out test, never used for selection"
+            if results.get("split_kind") == "test"
+            else "validation (also used for early stopping: optimistic)"
+        ),
         "n": p["n"],
         "accuracy": p["accuracy"],
         "chance_majority": p["chance_majority"],
@@ -170,7 +208,83 @@ def headline(results: dict[str, Any]) -> dict[str, Any]:
         out["top5"] = p["top5"]
     if p.get("per_subject"):
         out["per_subject"] = {s: v["accuracy"] for s, v in p["per_subject"].items()}
+    if results.get("loso"):
+        out["loso"] = {s: {k: v[k] for k in ("accuracy", "chance_majority", "p_value_permutation")}
+                       for s, v in results["loso"]["subjects"].items()}  # fmt: skip
     return out
+
+
+def leave_one_subject_out(
+    run: Path, config: Any, card: Any, data: Any, recordings: list[Any], teacher: Any, *, X_raw: np.ndarray,
+    y: np.ndarray, n_permutations: int = 1000,
+) -> dict[str, Any]:  # fmt: skip
+    """Retrain the run's config once per subject on all other subjects and test on the held-out subject.
+
+    Each fold trains a fresh student for exactly the run's best epoch count (no validation split, no early
+    stopping: nothing is selected on the held-out subject), with normalisation fitted on the training subjects only.
+    Subjects come from :func:`training.runs.recording_subjects` (synthetic ``subjects`` or ``[data] subjects``);
+    at least two are needed. Images may recur across subjects: LOSO tests generalisation to a new subject.
+    """
+    from bci_stream.signal import fit_channel_normalization, normalize
+
+    from .evaluate import evaluate_predictions
+    from .fit import predict_logits
+    from .runs import recording_subjects, train_fixed_epochs
+
+    per_recording = recording_subjects(config)
+    if per_recording is None or len(set(per_recording)) < 2:
+        raise ConfigError(
+            f"{run}: leave-one-subject-out needs at least two subjects (synth 'subjects = [1, 2]' or "
+            "[data] 'subjects' with one id per recording)"
+        )
+    subject = np.array([per_recording[r] for r in _recording_of_each_epoch(recordings, data.markers)])
+    classes = list(card.provenance["labels"]["classes"])
+    epochs = int(dict(card.provenance.get("metrics") or {}).get("best_epoch") or config.train.epochs)
+    loss_name = str(card.provenance.get("loss") or "ce")
+    t_logits = teacher.lookup(data.groups, classes) if teacher is not None else None
+    out: dict[str, Any] = {"epochs": epochs, "loss": loss_name, "subjects": {}}
+    for held in sorted(set(per_recording), key=lambda s: (len(s), s)):
+        test_idx = np.flatnonzero(subject == held)
+        train_idx = np.flatnonzero(subject != held)
+        assert not set(test_idx) & set(train_idx)
+        norm = fit_channel_normalization(X_raw[train_idx])  # training subjects only
+        X = normalize(X_raw, norm).astype(np.float32)
+        model = train_fixed_epochs(config, X, y, t_logits, train_idx, len(classes), epochs, loss_name,
+                                   card.input.sfreq)  # fmt: skip
+        logits = predict_logits(model, X[test_idx], threads=None)
+        ev = evaluate_predictions(y[test_idx], logits, classes, n_permutations=n_permutations, seed=config.train.seed)
+        out["subjects"][held] = {
+            "n_train": len(train_idx),
+            "n_test": len(test_idx),
+            "accuracy": ev["accuracy"],
+            "chance_majority": ev["chance_majority"],
+            "chance_uniform": ev["chance_uniform"],
+            "p_value_permutation": ev["p_value_permutation"],
+        }
+    accs = [v["accuracy"] for v in out["subjects"].values()]
+    out["mean_accuracy"] = float(np.mean(accs))
+    return out
+
+
+def _add_loso(path: Path, loso: dict[str, Any]) -> None:
+    rows = [
+        "",
+        "## Leave-one-subject-out (retrained per held-out subject)",
+        "",
+        f"Each fold trains the run's config on the other subjects for a fixed {loso['epochs']} epochs (the run's best "
+        "epoch count; no early stopping, nothing selected on the held-out subject), normalisation from the training "
+        "subjects only.",
+        "",
+        "| held-out subject | train epochs | test epochs | accuracy | chance (majority / 1/n) | permutation p |",
+        "| --- | --- | --- | --- | --- | --- |",
+        *(f"| {s} | {v['n_train']} | {v['n_test']} | {100 * v['accuracy']:.1f}% | "
+          f"{100 * v['chance_majority']:.1f}% / {100 * v['chance_uniform']:.1f}% | {v['p_value_permutation']:.3g} |"
+          for s, v in loso["subjects"].items()),
+        "",
+        f"Mean held-out-subject accuracy: {100 * loso['mean_accuracy']:.1f}%.",
+        "",
+    ]  # fmt: skip
+    path.write_text(path.read_text().rstrip("\n") + "\n" + "\n".join(rows))
 
 
 def _jsonable(o: Any) -> Any:
@@ -181,4 +295,4 @@ def _jsonable(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
-__all__ = ["VALIDATION_NOTE", "evaluate_run", "headline"]
+__all__ = ["TEST_NOTE", "VALIDATION_NOTE", "evaluate_run", "headline", "leave_one_subject_out"]

@@ -9,6 +9,7 @@ checkpointed to ``RUN/checkpoint.pt`` (model, optimiser, epoch, RNG states, hist
 The run folder::
 
     RUN/config.toml         copy of the config
+    RUN/split.json          images (or trials) and epoch indices of train / validation / test (test may be empty)
     RUN/checkpoint.pt       last epoch (for --resume)
     RUN/model.pt            best weights (lowest validation loss), a state_dict
     RUN/card.json           the model card (input, preprocessing with the train-split normalisation, classes)
@@ -16,7 +17,10 @@ The run folder::
     RUN/report.md           the same in words, with learning_curves.png and confusion.png
 
 Honesty note: the validation split chooses the epoch (early stopping), so its accuracy is optimistic by that
-selection; it is not a test result (METHODS.md, "Honest evaluation", rule 3). Use a held-out session to test.
+selection; it is not a test result (METHODS.md, "Honest evaluation", rule 3). ``[train] test_fraction`` (> 0)
+holds out whole images as a **test split**, drawn before any training and never used for early stopping or selection;
+``RUN/split.json`` records the images (and epoch indices) of train / validation / test, and ``bci-train evaluate RUN``
+(:func:`training.evaluate_run.evaluate_run`) evaluates that test split.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the run uses ``torch.distributed`` (gloo), ``DistributedDataParallel`` and a
 ``DistributedSampler``; every rank computes the same validation loss, rank 0 writes the run folder.
@@ -72,6 +76,7 @@ class SynthConfig(_Strict):
     seconds: float = Field(60.0, gt=0)
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     subject: int = 1
+    subjects: list[int] | None = Field(None, min_length=1)  # several subjects: one session per (subject, seed)
     classes: int = Field(8, ge=2, le=40)
     images_per_class: int = Field(8, ge=2)
     evoked_uv: float = Field(20.0, gt=0)
@@ -90,11 +95,14 @@ class DataConfig(_Strict):
     bandpass: tuple[float | None, float | None] | None = (5.0, 95.0)
     notch: float | None = 50.0  # 0 → none
     filter_order: int = Field(4, ge=1)
+    subjects: list[str] | None = None  # subject id of each recording (for leave-one-subject-out)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataConfig:
         if (self.recordings is None) == (self.synth is None):
             raise ValueError("give exactly one of 'recordings' and 'synth'")
+        if self.subjects is not None and (self.recordings is None or len(self.subjects) != len(self.recordings)):
+            raise ValueError("'subjects' needs 'recordings' and one subject id per recording")
         for pattern in (self.events, self.label_regex, self.image_regex):
             if pattern:
                 re.compile(pattern)
@@ -128,6 +136,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     patience: int | None = Field(None, ge=1)  # epochs without a lower validation loss before stopping
     val_fraction: float = Field(0.3, gt=0, lt=1)
+    test_fraction: float = Field(0.0, ge=0, lt=1)  # held-out test images, chosen first; 0 → no test split
     threads: int | None = Field(1, ge=1)  # torch intra-op threads (per process)
 
 
@@ -234,9 +243,9 @@ def _load_data(config: RunConfig) -> tuple[list[Any], Any]:
 
         s = d.synth
         sessions = [
-            synthesize(s.seconds, seed=seed, n_classes=s.classes, subject=s.subject,
+            synthesize(s.seconds, seed=seed, n_classes=s.classes, subject=subject,
                        images_per_class=s.images_per_class, evoked_uv=s.evoked_uv)
-            for seed in s.seeds
+            for subject in synth_subjects(config) for seed in s.seeds
         ]  # fmt: skip
         recordings = [x.recording for x in sessions]
         teacher = sessions[0].teacher if source == "synthetic" else None
@@ -250,6 +259,58 @@ def _load_data(config: RunConfig) -> tuple[list[Any], Any]:
     if source not in ("none", "synthetic"):
         teacher = PrecomputedTeacher.load(source)
     return recordings, teacher
+
+
+def synth_subjects(config: RunConfig) -> list[int]:
+    """The synthetic subjects of a config (``subjects``, else ``[subject]``)."""
+    s = config.data.synth
+    assert s is not None
+    return list(s.subjects) if s.subjects else [s.subject]
+
+
+def recording_subjects(config: RunConfig) -> list[str] | None:
+    """The subject of each recording of :func:`_load_data` (in its order), or None when unknown."""
+    d = config.data
+    if d.synth is not None:
+        return [str(subject) for subject in synth_subjects(config) for _ in d.synth.seeds]
+    return list(d.subjects) if d.subjects is not None else None
+
+
+def split_run(
+    groups: list[str], labels: list[str], tr: TrainConfig, unit: str = "image"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Indices (train, validation, test), by group (image or trial), chosen before any training.
+
+    With ``test_fraction`` > 0 the test groups are drawn first (:func:`training.fit.split_by_group`, seed + 1), then
+    the rest is split into train / validation exactly as without a test split. Asserts that no group is in two parts.
+    """
+    from .fit import split_by_group
+
+    if tr.test_fraction > 0:
+        rest, test_idx = split_by_group(groups, labels, val_fraction=tr.test_fraction, seed=tr.seed + 1)
+        sub_t, sub_v = split_by_group([groups[i] for i in rest], [labels[i] for i in rest],
+                                      val_fraction=tr.val_fraction, seed=tr.seed)  # fmt: skip
+        train_idx, val_idx = rest[sub_t], rest[sub_v]
+        if len(test_idx) == 0:
+            raise TrainingDataError("the test split is empty: every class needs at least two images (or trials)")
+    else:
+        train_idx, val_idx = split_by_group(groups, labels, val_fraction=tr.val_fraction, seed=tr.seed)
+        test_idx = np.zeros(0, dtype=np.int64)
+    if len(val_idx) == 0:
+        raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
+    parts = [{groups[i] for i in idx} for idx in (train_idx, val_idx, test_idx)]
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        overlap = parts[a] & parts[b]
+        assert not overlap, f"split leaks {unit}s into two parts: {sorted(overlap)[:5]}"
+    return train_idx, val_idx, test_idx
+
+
+def split_record(groups: list[str], unit: str, parts: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The content of ``RUN/split.json``: per part the epoch indices and the sorted group (image / trial) ids."""
+    out: dict[str, Any] = {"unit": unit}
+    for name, idx in parts.items():
+        out[name] = {"index": [int(i) for i in idx], unit + "s": sorted({groups[int(i)] for i in idx})}
+    return out
 
 
 def _rng_state() -> dict[str, Any]:
@@ -320,8 +381,7 @@ def _fit(
     from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
     from tqdm import tqdm
 
-    from . import losses
-    from .fit import _binomial_p, cut_epochs, predict_logits, split_by_group
+    from .fit import _binomial_p, cut_epochs, predict_logits
     from .students import build_student
 
     d, tr = config.data, config.train
@@ -371,11 +431,8 @@ def _fit(
         raise TrainingDataError(f"need at least 2 classes, found {classes}")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[label] for label in data.labels], dtype=np.int64)
-    train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=tr.val_fraction, seed=tr.seed)
-    if len(val_idx) == 0:
-        raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
-    overlap = {data.groups[i] for i in train_idx} & {data.groups[i] for i in val_idx}
-    assert not overlap, f"split leaks {data.split_unit}s into both sides: {sorted(overlap)[:5]}"
+    # train / validation / test by image, before any training; the test split is never looked at here
+    train_idx, val_idx, test_idx = split_run(data.groups, data.labels, tr, data.split_unit)
     norm = fit_channel_normalization(data.X[train_idx])  # training split only
     X = normalize(data.X, norm).astype(np.float32)
     t_logits = teacher.lookup(data.groups, classes) if teacher is not None else None
@@ -394,15 +451,7 @@ def _fit(
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     Tt = torch.from_numpy(t_logits) if t_logits is not None else None
 
-    def batch_loss(outp: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        if loss_name == "ce":
-            return torch.nn.functional.cross_entropy(outp, yt[idx])
-        assert Tt is not None
-        if loss_name == "kd-supervised":
-            return losses.kd_supervised(outp, Tt[idx], yt[idx], tr.temperature, tr.ce_weight)
-        if loss_name == "kd-unsupervised":
-            return losses.kd_unsupervised(outp, Tt[idx], tr.temperature)
-        return losses.l2_logits(outp, Tt[idx])
+    batch_loss = _batch_loss(loss_name, tr, yt, Tt)
 
     history: list[dict[str, float]] = []
     timing: list[float] = []
@@ -420,6 +469,8 @@ def _fit(
         run_dir.mkdir(parents=True, exist_ok=True)
         if checkpoint is None:
             shutil.copyfile(config_path, run_dir / "config.toml")
+        parts = {"train": train_idx, "validation": val_idx, "test": test_idx}
+        (run_dir / "split.json").write_text(json.dumps(split_record(data.groups, data.split_unit, parts), indent=2))
 
     net: Any = model
     if dd.world > 1:
@@ -528,6 +579,7 @@ def _fit(
             "classes": classes,
             "n_train": len(train_idx),
             "n_val": len(val_idx),
+            "n_test": len(test_idx),
             "split": f"by-{data.split_unit}",
             "n_dropped": data.n_dropped,
             "loss": loss_name,
@@ -550,6 +602,56 @@ def _fit(
         metrics["timing"]["epochs_per_s"], metrics["timing"]["samples_per_s"],
     )  # fmt: skip
     return RunResult(run_dir, metrics, card, model, final_state)
+
+
+def _batch_loss(loss_name: str, tr: TrainConfig, yt: Any, Tt: Any) -> Any:
+    """The run's loss of a batch: ``(outputs, epoch indices) -> loss`` (targets ``yt``, teacher logits ``Tt``)."""
+    import torch
+
+    from . import losses
+
+    def batch_loss(outp: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        if loss_name == "ce":
+            return torch.nn.functional.cross_entropy(outp, yt[idx])
+        assert Tt is not None
+        if loss_name == "kd-supervised":
+            return losses.kd_supervised(outp, Tt[idx], yt[idx], tr.temperature, tr.ce_weight)
+        if loss_name == "kd-unsupervised":
+            return losses.kd_unsupervised(outp, Tt[idx], tr.temperature)
+        return losses.l2_logits(outp, Tt[idx])
+
+    return batch_loss
+
+
+def train_fixed_epochs(
+    config: RunConfig, X: np.ndarray, y: np.ndarray, t_logits: np.ndarray | None, train_idx: np.ndarray,
+    n_out: int, epochs: int, loss_name: str, sfreq: float,
+) -> Any:  # fmt: skip
+    """Train a fresh student of ``config`` on ``X[train_idx]`` for exactly ``epochs`` epochs (no validation, no
+    early stopping, no checkpoint), single process; returns it in eval mode. Used by leave-one-subject-out."""
+    import torch
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from .students import build_student
+
+    d, tr = config.data, config.train
+    torch.manual_seed(tr.seed)
+    model = build_student(config.student.name, X.shape[2], n_out, d.n_times, sfreq,
+                          **config.student.options)  # fmt: skip
+    opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    batch_loss = _batch_loss(loss_name, tr, yt, torch.from_numpy(t_logits) if t_logits is not None else None)
+    loader = DataLoader(TensorDataset(torch.from_numpy(train_idx)), batch_size=tr.batch_size, shuffle=True,
+                        generator=torch.Generator().manual_seed(tr.seed))  # fmt: skip
+    model.train()
+    for _ in range(epochs):
+        for (idx,) in loader:
+            batch = batch_loss(model(Xt[idx]), idx)
+            opt.zero_grad()
+            batch.backward()
+            opt.step()
+    model.eval()
+    return model
 
 
 def _confusion(y: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
@@ -598,6 +700,7 @@ def _card(
             "labels": {"regex": config.data.label_regex, "classes": classes},
             "split": f"by-{data.split_unit}",
             "val_fraction": tr.val_fraction,
+            "test_fraction": tr.test_fraction,
             "selection": "early stopping on validation loss",
             "metrics": {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in metrics.items()},
             "code_version": code_version(),
@@ -616,7 +719,8 @@ def _write_outputs(run_dir: Path, config: RunConfig, card: ModelCard, metrics: d
         f"# Run {run_dir.name}",
         "",
         f"Student `{config.student.name}`, loss `{metrics['loss']}`, split {metrics['split']} "
-        f"({metrics['n_train']} train / {metrics['n_val']} validation epochs, normalisation from train only), "
+        f"({metrics['n_train']} train / {metrics['n_val']} validation / {metrics['n_test']} held-out test epochs, "
+        f"the test split untouched here: `bci-train evaluate RUN`; normalisation from train only), "
         f"world size {metrics['world_size']}.",
         "",
         "| metric | value |",
@@ -717,4 +821,7 @@ def export_run(run: str | Path, out: str | Path | None = None) -> Path:
     return export_onnx(model, card, Path(out) if out is not None else Path(run) / "model.onnx")
 
 
-__all__ = ["ConfigError", "RunConfig", "RunResult", "export_run", "fit_run", "load_config", "load_run_model"]
+__all__ = [
+    "ConfigError", "RunConfig", "RunResult", "export_run", "fit_run", "load_config", "load_run_model",
+    "recording_subjects", "split_run", "train_fixed_epochs",
+]  # fmt: skip

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from training.cli import main
-from training.evaluate_run import VALIDATION_NOTE, evaluate_run
+from training.evaluate_run import TEST_NOTE, VALIDATION_NOTE, evaluate_run, headline
 from training.runs import ConfigError, fit_run
 
 TINY = """
@@ -78,3 +78,52 @@ def test_cli_evaluate_run(run, capsys, tmp_path):
     assert "not a run folder" in capsys.readouterr().err
     with pytest.raises(ConfigError):
         evaluate_run(tmp_path)
+
+
+TWO_SUBJECTS = TINY.replace(
+    "seeds = [5, 6], classes = 3, images_per_class = 3",
+    "seeds = [5], subjects = [1, 2], classes = 3, images_per_class = 4",
+).replace("threads = 1", "threads = 1\ntest_fraction = 0.25")
+
+
+@pytest.fixture(scope="module")
+def held_out_run(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("heldout")
+    config = tmp / "two.toml"
+    config.write_text(TWO_SUBJECTS)
+    result = fit_run(config, out=tmp / "run", progress=False)
+    assert result.path is not None
+    return result.path
+
+
+def test_evaluate_run_uses_the_held_out_test_split(held_out_run):
+    split = json.loads((held_out_run / "split.json").read_text())
+    parts = [set(split[name]["images"]) for name in ("train", "validation", "test")]
+    assert all(parts) and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    metrics = json.loads((held_out_run / "metrics.json").read_text())
+    assert metrics["n_test"] == len(split["test"]["index"]) > 0
+    results = evaluate_run(held_out_run, loso=True)
+    p = results["predictions"]
+    assert results["split_kind"] == "test" and results["note"] == TEST_NOTE
+    assert p["n"] == metrics["n_test"] and 0 < p["p_value_permutation"] <= 1
+    assert set(p["per_subject"]) == {"subject 1, session seed 5", "subject 2, session seed 5"}
+    text = (held_out_run / "evaluation.md").read_text()
+    assert TEST_NOTE in text and "held-out test, never used for selection" in text
+    assert "optimistic" not in text.split("## Leave-one-subject-out")[0]
+    # leave-one-subject-out: one retrained fold per subject, fixed epochs = the run's best epoch
+    loso = results["loso"]
+    assert set(loso["subjects"]) == {"1", "2"} and loso["epochs"] == metrics["best_epoch"]
+    for v in loso["subjects"].values():
+        assert v["n_train"] + v["n_test"] == len(split["train"]["index"]) + len(split["validation"]["index"]) + len(
+            split["test"]["index"]
+        )
+        assert 0 <= v["accuracy"] <= 1 and v["chance_uniform"] == pytest.approx(1 / 3)
+    assert "## Leave-one-subject-out" in text
+    print("held-out test", p["accuracy"], p["chance_majority"], "loso", loso)
+    head = headline(results)
+    assert head["split"].startswith("held-out test") and set(head["loso"]) == {"1", "2"}
+
+
+def test_loso_needs_two_subjects(run):
+    with pytest.raises(ConfigError, match="two subjects"):
+        evaluate_run(run, loso=True)

@@ -61,6 +61,7 @@ def test_the_example_config_is_valid():
     config = load_config(ROOT / "configs" / "train-synth.toml")
     assert config.data.synth is not None and config.teacher.source == "synthetic"
     assert config.train.patience == 3
+    assert config.train.test_fraction == 0.2
 
 
 @pytest.mark.parametrize(
@@ -102,6 +103,32 @@ def test_run_folder(run):
     assert all(torch.equal(state[k], v) for k, v in run.model.state_dict().items())
     report = (path / "report.md").read_text()
     assert "chance" in report and "learning_curves.png" in report
+    split = json.loads((path / "split.json").read_text())  # no test split by default: the current behaviour
+    assert split["unit"] == "image" and split["test"] == {"index": [], "images": []} and m["n_test"] == 0
+    assert len(split["train"]["index"]) == m["n_train"] and len(split["validation"]["index"]) == m["n_val"]
+
+
+def test_held_out_test_split_is_drawn_first_and_never_selected_on(tmp_path, run):
+    path = write_config(tmp_path, epochs=2, extra="test_fraction = 0.3")
+    result = fit_run(path, out=tmp_path / "run", progress=False)
+    assert result.path is not None
+    split = json.loads((result.path / "split.json").read_text())
+    parts = {name: set(split[name]["images"]) for name in ("train", "validation", "test")}
+    assert all(parts.values())
+    assert not (parts["train"] & parts["validation"] or parts["train"] & parts["test"]
+                or parts["validation"] & parts["test"])  # fmt: skip
+    m = result.metrics
+    assert m["n_test"] == len(split["test"]["index"]) > 0
+    assert m["n_train"] + m["n_val"] + m["n_test"] == run.metrics["n_train"] + run.metrics["n_val"]
+    assert all(k.startswith(("val", "train", "loss", "epoch")) for r in m["history"] for k in r)  # no test metrics
+    assert ModelCard.from_json((result.path / "card.json").read_text()).provenance["test_fraction"] == 0.3
+
+
+def test_config_subjects_need_one_per_recording(tmp_path):
+    path = write_config(tmp_path)
+    path.write_text(path.read_text().replace("[data]", '[data]\nsubjects = ["a"]'))
+    with pytest.raises(ConfigError, match="subjects"):
+        load_config(path)
 
 
 def test_same_seed_same_metrics(tmp_path, run):
