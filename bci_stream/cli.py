@@ -82,7 +82,6 @@ def cmd_replay(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- listen
 def cmd_listen(args: argparse.Namespace) -> int:
     import threading
-    import time
 
     from .client import Subscriber, SubscriberTimeout
     from .listen import format_message
@@ -110,7 +109,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 break
         if sub.gaps:
             print(f"lost messages by topic: {sub.gaps}", file=sys.stderr)
-    time.sleep(0)
     return 0
 
 
