@@ -137,26 +137,34 @@ def resolve(
     )
 
 
+def _open_inlet(
+    info: pylsl.StreamInfo, role: str, flags: int, buffer_seconds: int, open_timeout: float
+) -> tuple[pylsl.StreamInlet, pylsl.StreamInfo]:
+    """Open an inlet and its data connection; returns the inlet and the stream's full info.
+
+    The first clock-offset estimate blocks for a while, so it is taken here, before data flows: taken
+    inside the first pull it would let the inlet buffer overflow (samples lost, then dejitter bends the
+    timestamps of what follows).
+    """
+    try:
+        inlet = pylsl.StreamInlet(info, max_buflen=max(1, int(buffer_seconds)), recover=True, processing_flags=flags)
+        full = inlet.info(timeout=open_timeout)
+        inlet.time_correction(timeout=open_timeout)
+        inlet.open_stream(timeout=open_timeout)
+    except (pylsl.util.TimeoutError, pylsl.util.LostError) as exc:
+        raise StreamLostError(
+            f"{role} stream {info.name()!r} did not answer within {open_timeout:g} s ({exc})"
+        ) from exc
+    return inlet, full
+
+
 class EegInlet:
     """A numeric stream's inlet that pulls numpy chunks with clock-corrected, dejittered timestamps."""
 
     def __init__(self, info: pylsl.StreamInfo, *, buffer_seconds: int = 10, open_timeout: float = 5.0) -> None:
-        try:
-            self._inlet = pylsl.StreamInlet(
-                info,
-                max_buflen=max(1, int(buffer_seconds)),
-                recover=True,
-                processing_flags=pylsl.proc_clocksync | pylsl.proc_dejitter,
-            )
-            full = self._inlet.info(timeout=open_timeout)
-            # The first clock-offset estimate blocks for a while; taken inside the first pull it would
-            # let the inlet buffer overflow (samples lost, then dejitter bends the timestamps).
-            self._inlet.time_correction(timeout=open_timeout)
-            self._inlet.open_stream(timeout=open_timeout)
-        except (pylsl.util.TimeoutError, pylsl.util.LostError) as exc:
-            raise StreamLostError(
-                f"EEG stream {info.name()!r} did not answer within {open_timeout:g} s ({exc})"
-            ) from exc
+        self._inlet, full = _open_inlet(
+            info, "EEG", pylsl.proc_clocksync | pylsl.proc_dejitter, buffer_seconds, open_timeout
+        )
         self.description = describe(full)
         dtype = _NUMPY_DTYPES.get(full.channel_format())
         if dtype is None:
@@ -179,12 +187,6 @@ class EegInlet:
         n = len(stamps)
         return self._dest[:n], np.asarray(stamps, dtype=np.float64)
 
-    def time_correction(self) -> float | None:
-        try:
-            return float(self._inlet.time_correction(timeout=0.0))
-        except Exception:  # no estimate yet
-            return None
-
     def close(self) -> None:
         self._inlet.close_stream()
 
@@ -193,17 +195,7 @@ class MarkerInlet:
     """A string marker stream's inlet; yields :class:`Marker` with clock-corrected times."""
 
     def __init__(self, info: pylsl.StreamInfo, *, buffer_seconds: int = 30, open_timeout: float = 5.0) -> None:
-        try:
-            self._inlet = pylsl.StreamInlet(
-                info, max_buflen=max(1, int(buffer_seconds)), recover=True, processing_flags=pylsl.proc_clocksync
-            )
-            full = self._inlet.info(timeout=open_timeout)
-            self._inlet.time_correction(timeout=open_timeout)  # as for EegInlet: not inside the first pull
-            self._inlet.open_stream(timeout=open_timeout)
-        except (pylsl.util.TimeoutError, pylsl.util.LostError) as exc:
-            raise StreamLostError(
-                f"marker stream {info.name()!r} did not answer within {open_timeout:g} s ({exc})"
-            ) from exc
+        self._inlet, full = _open_inlet(info, "marker", pylsl.proc_clocksync, buffer_seconds, open_timeout)
         self.description = describe(full)
 
     def pull(self) -> list[Marker]:
