@@ -175,11 +175,12 @@ def write_report(path: str | Path, results: dict[str, Any]) -> Path:
               f"{results['sentence']}", ""]  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines))
-    path.with_suffix(".json").write_text(json.dumps(results, indent=2, default=_jsonable))
+    path.with_suffix(".json").write_text(json.dumps(results, indent=2, default=jsonable))
     return path
 
 
-def _jsonable(o: Any) -> Any:
+def jsonable(o: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays (reports, metrics, evaluations)."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

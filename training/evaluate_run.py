@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .evaluate import jsonable
 from .runs import ConfigError
 
 TEST_NOTE = (
@@ -163,7 +164,7 @@ def evaluate_run(run: str | Path, *, n_permutations: int = 1000, loso: bool = Fa
     if loso:
         _add_loso(path, results["loso"])
     results["report"] = str(path)
-    path.with_suffix(".json").write_text(json.dumps(results, indent=2, default=_jsonable))
+    path.with_suffix(".json").write_text(json.dumps(results, indent=2, default=jsonable))
     return results
 
 
@@ -285,14 +286,6 @@ def _add_loso(path: Path, loso: dict[str, Any]) -> None:
         "",
     ]  # fmt: skip
     path.write_text(path.read_text().rstrip("\n") + "\n" + "\n".join(rows))
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 __all__ = ["TEST_NOTE", "VALIDATION_NOTE", "evaluate_run", "headline", "leave_one_subject_out"]

@@ -228,6 +228,46 @@ def _as_recordings(recordings: Recording | str | Path | Sequence[Recording | str
 # ---------------------------------------------------------------------------------------------------- training
 
 
+def epoch_spec(
+    recordings: Sequence[Recording],
+    *,
+    channels: Sequence[str] | None,
+    sfreq: float | None,
+    n_times: int,
+    tmin: float,
+    bandpass: tuple[float | None, float | None] | None,
+    notch: float | None,
+    filter_order: int = 4,
+) -> tuple[InputSpec, Preprocessing]:
+    """The model input and causal preprocessing of a training run (the card's, before normalisation).
+
+    ``channels`` defaults to every EEG channel of the first recording, ``sfreq`` to its rate.
+    """
+    first = recordings[0]
+    if channels is None:
+        channels = [c for c, t in zip(first.ch_names, first.ch_types, strict=True) if t == "eeg"]
+        if not channels:
+            raise TrainingDataError(f"{first.source}: no channel of type 'eeg'; name the channels to use")
+    spec = InputSpec(sfreq=float(sfreq or first.sfreq), n_times=n_times, tmin=tmin, channels=list(channels), units="V")
+    return spec, Preprocessing(bandpass=bandpass, notch=notch, filter=f"causal-butter-{filter_order}")
+
+
+def class_index(labels: Sequence[str], teacher: PrecomputedTeacher | None) -> tuple[list[str], np.ndarray]:
+    """Output classes (the teacher's order when there is one, else sorted) and the integer target per epoch."""
+    present = set(labels)
+    if teacher is not None:
+        unknown = sorted(present - set(teacher.classes))
+        if unknown:
+            raise TeacherError(f"{teacher.source}: teacher has no output for labels {unknown[:10]}")
+        classes = [c for c in teacher.classes if c in present]
+    else:
+        classes = sorted(present, key=lambda s: (len(s), s) if s.isdigit() else (0, s))
+    if len(classes) < 2:
+        raise TrainingDataError(f"need at least 2 classes, found {classes}")
+    index = {c: i for i, c in enumerate(classes)}
+    return classes, np.array([index[label] for label in labels], dtype=np.int64)
+
+
 def train_student(
     recordings: Recording | str | Path | Sequence[Recording | str | Path],
     *,
@@ -354,15 +394,10 @@ def _train(
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
     recs = _as_recordings(recordings)
-    first = recs[0]
-    if channels is None:
-        channels = [c for c, t in zip(first.ch_names, first.ch_types, strict=True) if t == "eeg"]
-        if not channels:
-            raise TrainingDataError(f"{first.source}: no channel of type 'eeg'; pass channels=")
-    input_spec = InputSpec(
-        sfreq=float(sfreq or first.sfreq), n_times=n_times, tmin=tmin, channels=list(channels), units="V"
-    )
-    prep0 = Preprocessing(bandpass=bandpass, notch=notch, filter=f"causal-butter-{filter_order}")
+    input_spec, prep0 = epoch_spec(
+        recs, channels=channels, sfreq=sfreq, n_times=n_times, tmin=tmin, bandpass=bandpass, notch=notch,
+        filter_order=filter_order,
+    )  # fmt: skip
     data = cut_epochs(recs, input_spec, prep0, events=events, label_regex=label_regex, image_regex=image_regex)
     if isinstance(teacher, (str, Path)):
         teacher = PrecomputedTeacher.load(teacher)
@@ -372,18 +407,7 @@ def _train(
     if loss != "ce" and teacher is None:
         raise ValueError(f"loss {loss!r} needs a teacher")
 
-    present = set(data.labels)
-    if teacher is not None:
-        unknown = sorted(present - set(teacher.classes))
-        if unknown:
-            raise TeacherError(f"{teacher.source}: teacher has no output for labels {unknown[:10]}")
-        classes = [c for c in teacher.classes if c in present]
-    else:
-        classes = sorted(present, key=lambda s: (len(s), s) if s.isdigit() else (0, s))
-    if len(classes) < 2:
-        raise TrainingDataError(f"need at least 2 classes, found {classes}")
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[label] for label in data.labels], dtype=np.int64)
+    classes, y = class_index(data.labels, teacher)
 
     train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=val_fraction, seed=seed)
     if len(val_idx) == 0:
@@ -402,7 +426,7 @@ def _train(
     options = {
         "hidden": hidden, "n_layers": n_layers, "dropout": dropout, "n_features": n_features, "pooling": pooling
     }  # fmt: skip
-    model = build_student(student, len(channels), n_out, n_times, input_spec.sfreq, **options)
+    model = build_student(student, len(input_spec.channels), n_out, n_times, input_spec.sfreq, **options)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)

@@ -52,7 +52,16 @@ from bci_stream.card import InputSpec, ModelCard, OutputSpec, Preprocessing
 from bci_stream.errors import BciStreamError
 from bci_stream.signal import fit_channel_normalization, normalize
 
-from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX, TrainingDataError, code_version
+from .evaluate import jsonable
+from .fit import (
+    DEFAULT_EVENTS,
+    DEFAULT_IMAGE_REGEX,
+    DEFAULT_LABEL_REGEX,
+    TrainingDataError,
+    class_index,
+    code_version,
+    epoch_spec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -407,30 +416,15 @@ def _fit(
     # ---- data: the daemon's epoch path (training.fit.cut_epochs), split by image, train-only normalisation
     t_start = time.perf_counter()
     recordings, teacher = _load_data(config)
-    first = recordings[0]
-    channels = d.channels or [c for c, t in zip(first.ch_names, first.ch_types, strict=True) if t == "eeg"]
-    if not channels:
-        raise TrainingDataError(f"{first.source}: no channel of type 'eeg'; set data.channels")
-    input_spec = InputSpec(
-        sfreq=float(d.sfreq or first.sfreq), n_times=d.n_times, tmin=d.tmin, channels=list(channels), units="V"
-    )
-    notch = d.notch if d.notch else None
-    prep = Preprocessing(bandpass=d.bandpass, notch=notch, filter=f"causal-butter-{d.filter_order}")
+    input_spec, prep = epoch_spec(
+        recordings, channels=d.channels or None, sfreq=d.sfreq, n_times=d.n_times, tmin=d.tmin,
+        bandpass=d.bandpass, notch=d.notch or None, filter_order=d.filter_order,
+    )  # fmt: skip
     data = cut_epochs(
         recordings, input_spec, prep, events=d.events, label_regex=d.label_regex, image_regex=d.image_regex or None
     )
     loss_name = tr.loss or ("kd-supervised" if teacher is not None else "ce")
-    present = set(data.labels)
-    if teacher is not None:
-        classes = [c for c in teacher.classes if c in present]
-        if len(classes) != len(present):
-            raise TrainingDataError(f"teacher has no output for labels {sorted(present - set(classes))[:10]}")
-    else:
-        classes = sorted(present, key=lambda s: (len(s), s) if s.isdigit() else (0, s))
-    if len(classes) < 2:
-        raise TrainingDataError(f"need at least 2 classes, found {classes}")
-    index = {c: i for i, c in enumerate(classes)}
-    y = np.array([index[label] for label in data.labels], dtype=np.int64)
+    classes, y = class_index(data.labels, teacher)
     # train / validation / test by image, before any training; the test split is never looked at here
     train_idx, val_idx, test_idx = split_run(data.groups, data.labels, tr, data.split_unit)
     norm = fit_channel_normalization(data.X[train_idx])  # training split only
@@ -445,7 +439,7 @@ def _fit(
 
     # ---- model, optimiser, loss
     torch.manual_seed(tr.seed)
-    model = build_student(config.student.name, len(channels), n_out, d.n_times, input_spec.sfreq,
+    model = build_student(config.student.name, len(input_spec.channels), n_out, d.n_times, input_spec.sfreq,
                           **config.student.options)  # fmt: skip
     opt = torch.optim.Adam(model.parameters(), lr=tr.lr)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
@@ -712,7 +706,7 @@ def _card(
 def _write_outputs(run_dir: Path, config: RunConfig, card: ModelCard, metrics: dict[str, Any], state: Any) -> None:
     _atomic_save(state, run_dir / "model.pt")
     (run_dir / "card.json").write_text(json.dumps(json.loads(card.to_json()), indent=2))
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_jsonable))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=jsonable))
     _plots(run_dir, metrics)
     h = metrics["history"]
     lines = [
@@ -779,14 +773,6 @@ def _plots(run_dir: Path, metrics: dict[str, Any]) -> None:
     fig.tight_layout()
     fig.savefig(run_dir / "confusion.png", dpi=80)
     plt.close(fig)
-
-
-def _jsonable(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 # ------------------------------------------------------------------------------------------------------ export

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from bci_stream.errors import BciStreamError
+from bci_stream.inference import file_sha256
 
 
 class TeacherError(BciStreamError):
@@ -149,14 +150,6 @@ class PrecomputedTeacher:
 DEFAULT_CACHE_DIR = Path(".cache/teachers")
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def image_key(image: np.ndarray) -> str:
     """sha256 of an image as the teacher sees it: float32, C-contiguous bytes, plus its shape."""
     a = np.ascontiguousarray(image, dtype=np.float32)
@@ -267,7 +260,7 @@ class OnnxTeacher(ImageTeacher):
         path = Path(path)
         if not path.is_file():
             raise TeacherError(f"ONNX teacher {str(path)!r} does not exist")
-        digest = _sha256_file(path)
+        digest = file_sha256(path)
         super().__init__(
             f"onnx-{digest}",
             f"ONNX image classifier {path.name} (sha256 {digest[:12]})",
@@ -334,7 +327,7 @@ class TorchvisionTeacher(ImageTeacher):
         builder = getattr(models, arch, None)
         if builder is None or not callable(builder):
             raise TeacherError(f"torchvision.models has no architecture {arch!r}")
-        digest = _sha256_file(weights_path)
+        digest = file_sha256(weights_path)
         ident = hashlib.sha256(f"{arch}|{sorted(model_kwargs.items())!r}|{digest}".encode()).hexdigest()
         super().__init__(
             f"torchvision-{ident}",

@@ -30,6 +30,7 @@ from torch import nn
 
 from bci_stream.card import InputSpec, ModelCard, OutputSpec, write_card
 from bci_stream.features import feature_names
+from training.fit import code_version
 
 from .data import FeatureSetup
 from .fit import TrainedValence
@@ -54,15 +55,6 @@ class ExportedValence(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         valence, _ = self.model((features - self.mean) / self.std)
         return valence
-
-
-def _code_version() -> str:
-    try:
-        from training.fit import code_version  # the classification trainer's digest of the sources
-
-        return code_version()
-    except Exception:  # that module is another engineer's and may move; the digest is informative only
-        return "unknown"
 
 
 def build_card(
@@ -125,7 +117,7 @@ def build_card(
             "mean": [float(v) for v in trained.standardizer.mean],
             "std": [float(v) for v in trained.standardizer.std],
         },
-        "code_version": _code_version(),
+        "code_version": code_version(),
         **trained.info,
         **(provenance or {}),
     }
