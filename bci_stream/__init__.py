@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .card import CARD_KEY, InputSpec, ModelCard, Normalization, Preprocessing, read_card, write_card
 from .config import DaemonConfig, load_config
+from .daemon import Daemon, DaemonThread
 from .epochs import Drop, DropReason, Epoch, Epocher, Marker, RingBuffer
 from .errors import (
     BciStreamError,
@@ -31,7 +32,9 @@ __all__ = [
     "CARD_KEY",
     "BciStreamError",
     "ConfigError",
+    "Daemon",
     "DaemonConfig",
+    "DaemonThread",
     "Drop",
     "DropReason",
     "Epoch",

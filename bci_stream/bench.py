@@ -24,7 +24,7 @@ import numpy as np
 
 from .client import Subscriber, SubscriberTimeout
 from .config import load_config
-from .daemon import Daemon
+from .daemon import DaemonThread
 from .demo import free_tcp_endpoint
 from .epochs import Marker
 from .inference import OnnxModel
@@ -76,31 +76,31 @@ def live_latency(model_path: Path, seconds: float = 20.0, marker_interval: float
             "runtime": {"wait": 15.0},
         },
     )
-    daemon = Daemon(config)
-    thread = threading.Thread(target=daemon.serve, name="daemon", daemon=True)
+    runner = DaemonThread(config)
     got: list[Prediction] = []
     with Subscriber(config.publish.endpoint, ["prediction", "drop", "status"], timeout=2.0) as sub:
-        thread.start()
-        sub.wait_for("status", timeout=30)
-        player = Player(rec, name=name, source_id=name, speed=1.0, wait_consumers=10)
-        player.start()
-        play = threading.Thread(target=player.run, name="replay", daemon=True)
-        play.start()
-        deadline = time.monotonic() + seconds + 15
-        answered = 0
-        while answered < len(markers) and time.monotonic() < deadline:
-            try:
-                msg = sub.recv(timeout=1.0)
-            except SubscriberTimeout:
-                continue
-            if msg.topic in ("prediction", "drop"):
-                answered += 1
-                if isinstance(msg, Prediction):
-                    got.append(msg)
-        play.join(5)
-        player.close()
-        daemon.request_stop()
-        thread.join(5)
+        runner.start()
+        try:
+            sub.wait_for("status", timeout=30)
+            player = Player(rec, name=name, source_id=name, speed=1.0, wait_consumers=10)
+            player.start()
+            play = threading.Thread(target=player.run, name="replay", daemon=True)
+            play.start()
+            deadline = time.monotonic() + seconds + 15
+            answered = 0
+            while answered < len(markers) and time.monotonic() < deadline:
+                try:
+                    msg = sub.recv(timeout=1.0)
+                except SubscriberTimeout:
+                    continue
+                if msg.topic in ("prediction", "drop"):
+                    answered += 1
+                    if isinstance(msg, Prediction):
+                        got.append(msg)
+            play.join(5)
+            player.close()
+        finally:
+            runner.stop()  # re-raises the daemon's error: a benchmark of a dead daemon must not pass quietly
     added = np.array([p.timing.added_latency_ms for p in got])
     since_end = np.array([p.timing.since_window_end_ms for p in got])
     inf = np.array([p.timing.inference_ms for p in got])

@@ -440,3 +440,45 @@ class Daemon:
             valence_latency_p50_ms=v50,
             valence_latency_p99_ms=v99,
         )
+
+
+class DaemonThread:
+    """A :class:`Daemon` serving in a background thread (benchmarks, tests, embedding in your own program).
+
+    An error that ends the daemon is kept in :attr:`error` and re-raised by :meth:`stop`, so a daemon
+    that dies in its thread never vanishes.
+    """
+
+    def __init__(self, config: DaemonConfig) -> None:
+        self.daemon = Daemon(config)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._serve, name="daemon", daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            self.daemon.serve()
+        except BaseException as exc:  # surfaced by stop()
+            self.error = exc
+
+    def start(self) -> DaemonThread:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> float:
+        """Ask for a graceful stop and wait; returns how long it took (s).
+
+        Raises
+        ------
+        BciStreamError
+            If the thread is still alive after ``timeout``.
+        BaseException
+            The error that ended the daemon, if any.
+        """
+        t = time.monotonic()
+        self.daemon.request_stop()
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            raise BciStreamError(f"daemon did not stop within {timeout:g} s")
+        if self.error is not None:
+            raise self.error
+        return time.monotonic() - t

@@ -21,7 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from bci_stream.card import InputSpec, ModelCard, Normalization, OutputSpec, Preprocessing, write_card
 from bci_stream.client import Subscriber
 from bci_stream.config import DaemonConfig, load_config
-from bci_stream.daemon import Daemon
+from bci_stream.daemon import DaemonThread
 from bci_stream.demo import free_tcp_endpoint
 from bci_stream.features import DEFAULT_BANDS
 from bci_stream.messages import AnyMessage
@@ -101,42 +101,14 @@ def daemon_config(
     return load_config(None, overrides)
 
 
-class DaemonThread:
-    """A real :class:`Daemon` serving in a background thread; errors are re-raised on exit."""
-
-    def __init__(self, config: DaemonConfig) -> None:
-        self.daemon = Daemon(config)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._serve, name="daemon", daemon=True)
-
-    def _serve(self) -> None:
-        try:
-            self.daemon.serve()
-        except BaseException as exc:  # surfaced by stop()
-            self.error = exc
-
-    def start(self) -> DaemonThread:
-        self.thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> float:
-        """Ask for a graceful stop; returns how long it took (s)."""
-        t = time.monotonic()
-        self.daemon.request_stop()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"daemon did not stop within {timeout} s"
-        return time.monotonic() - t
-
-
 @contextmanager
 def running_daemon(config: DaemonConfig) -> Iterator[DaemonThread]:
+    """A daemon serving in a thread for the ``with`` body; its own error, if any, is raised on exit."""
     runner = DaemonThread(config).start()
     try:
         yield runner
     finally:
         runner.stop()
-    if runner.error is not None:
-        raise runner.error
 
 
 @contextmanager

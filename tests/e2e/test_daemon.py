@@ -8,13 +8,14 @@ import pytest
 
 from bci_stream.card import read_card
 from bci_stream.client import Subscriber
+from bci_stream.daemon import DaemonThread
 from bci_stream.epochs import Marker
 from bci_stream.inference import OnnxModel
 from bci_stream.messages import Drop, Prediction, Status
 from bci_stream.pipeline import epochs_from_recording
 from bci_stream.recordings import Recording
 from bci_stream.signal import normalize, softmax
-from tests.support import DaemonThread, collect, daemon_config, make_linear_model, playing, running_daemon, unique
+from tests.support import collect, daemon_config, make_linear_model, playing, running_daemon, unique
 
 pytestmark = pytest.mark.e2e
 
