@@ -104,6 +104,9 @@ class InputSpec(_Strict):
     channels: list[str] = Field(min_length=1)
     units: Literal["V", "mV", "uV"] = "V"
     features: FeatureSpec | None = None
+    # The markers the model was trained on: the daemon uses them unless its config says otherwise.
+    events: str | None = Field(None, description="regex (re.search) of the markers that get an epoch")
+    label: str | None = Field(None, description="regex whose group 'label' names the true class in a marker")
 
     @model_validator(mode="after")
     def _check(self) -> InputSpec:

@@ -48,14 +48,32 @@ class EegSection(StreamSelector):
     units: str | None = Field(
         None, description="units of the stream when its metadata does not say (e.g. 'microvolts')"
     )
+    channels: list[str] | None = Field(
+        None, description="channel labels, in stream order, for a stream whose metadata declares none"
+    )
+    timing_tolerance: float = Field(
+        0.010, gt=0, le=1.0, description="s a timestamp may stray from the fitted line before it is a discontinuity"
+    )
+    dejitter_halftime: float = Field(10.0, gt=0, description="half-life of the timestamp regression, s")
+    rate_tolerance: float = Field(0.005, gt=0, description="relative deviation from the nominal rate that is warned")
+
+
+#: Used when neither the config nor the model card names the events / the label rule.
+DEFAULT_EVENTS = "^stim/"
+DEFAULT_LABEL = r"stim/(?P<label>[^/]+)/"
 
 
 class MarkerSection(StreamSelector):
     type: str | None = "Markers"
-    events: str = Field("^stim/", description="regex (re.search) a marker must match to get an epoch")
-    label: str | None = Field(
-        r"stim/(?P<label>[^/]+)/", description="regex with a 'label' group giving the true class, or empty"
+    events: str | None = Field(
+        None, description="regex (re.search) a marker must match to get an epoch; default: the card's, else ^stim/"
     )
+    label: str | None = Field(
+        None,
+        description="regex with a 'label' group giving the true class; default: the card's, else stim/<label>/; "
+        "'' for none",
+    )
+    clock_offset: float = Field(0.0, description="s added to every marker time (a stimulus PC on another clock)")
 
     _events = field_validator("events")(_check_regex)
 
@@ -65,7 +83,7 @@ class MarkerSection(StreamSelector):
         _check_regex(value)
         if value and "label" not in re.compile(value).groupindex:
             raise ValueError(f"{value!r} has no named group '(?P<label>...)'")
-        return value or None
+        return value  # "" (no labels) stays apart from None (the card's rule)
 
 
 class ModelSection(_Section):
@@ -74,6 +92,23 @@ class ModelSection(_Section):
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     max_batch: int = Field(16, ge=1, le=1024)
     top_k: int = Field(5, ge=1)
+
+
+def marker_rules(
+    markers: MarkerSection, card_events: str | None, card_label: str | None
+) -> tuple[str, str | None, str]:
+    """``(events, label, where events came from)``: the config's when given, else the card's, else the defaults.
+
+    ``label`` is None when no label rule applies (an explicit ``label = ""``).
+    """
+    if markers.events is not None:
+        events, source = markers.events, "config [markers] events"
+    elif card_events:
+        events, source = card_events, "the model card"
+    else:
+        events, source = DEFAULT_EVENTS, "the default"
+    label = markers.label if markers.label is not None else (card_label or DEFAULT_LABEL)
+    return events, label or None, source
 
 
 class PublishSection(_Section):
@@ -93,9 +128,24 @@ class PublishSection(_Section):
 class RuntimeSection(_Section):
     wait: float = Field(30.0, ge=0, description="seconds to wait for the streams to appear")
     buffer_seconds: float = Field(30.0, gt=0, description="filtered signal kept for late markers, s")
-    stream_timeout: float = Field(2.0, gt=0, description="no EEG for this long = stream lost, s")
+    stream_timeout: float = Field(2.0, gt=0, description="no EEG for this long (while pulling) = stream lost, s")
     shutdown_timeout: float = Field(2.0, gt=0, description="graceful stop must finish within this, s")
-    poll_interval: float = Field(0.002, gt=0, le=0.1, description="main-loop wait for new data, s")
+    poll_interval: float = Field(
+        0.05, gt=0, le=0.5, description="longest wait for EEG before markers and health are looked at, s"
+    )
+    future_limit: float = Field(
+        5.0, gt=0, description="a window ending more than this after the newest sample is answered 'future', s"
+    )
+    max_queued_epochs: int = Field(256, ge=1, description="epochs waiting for inference before 'overload' drops")
+    max_epoch_age: float = Field(
+        2.0, gt=0, description="an epoch not inferred within this many s of its last sample is dropped 'overload'"
+    )
+    until_idle: float | None = Field(
+        None, gt=0, description="stop (exit 0) after this many s without EEG, e.g. when a replay ends; none: run on"
+    )
+    no_match_warning: float = Field(
+        5.0, gt=0, description="warn when markers arrive but none has matched the events for this long, s"
+    )
 
 
 class DaemonConfig(_Section):

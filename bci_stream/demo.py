@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .card import read_card
 from .client import Subscriber, SubscriberTimeout
-from .config import load_config
+from .config import load_config, marker_rules
 from .errors import BciStreamError, RecordingError
 from .listen import format_message
 from .messages import Drop, Prediction, Status, Valence
@@ -76,7 +77,8 @@ def run_demo(
             f"`bci-train synth --out {recording}` (make demo does this)"
         )
     cfg = load_config(config if config.is_file() else None)
-    events = re.compile(cfg.markers.events)
+    card = read_card(model).input
+    events = re.compile(marker_rules(cfg.markers, card.events, card.label)[0])
     expected = sum(1 for m in read_recording(recording).markers if events.search(m.value))
     endpoint = free_tcp_endpoint()
     name = f"bci-demo-{uuid.uuid4().hex[:8]}"

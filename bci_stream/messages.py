@@ -39,10 +39,24 @@ class ModelInfo(_Payload):
 
 
 class Timing(_Payload):
+    """Where the time went, from the arrival of the epoch's last sample to this message being sent.
+
+    ``added_latency_ms`` = ``preprocess_ms`` + ``queue_ms`` + ``inference_ms`` + ``publish_ms`` (up to
+    rounding): the latency the daemon adds, measured from *arrival* (the moment the acquisition thread
+    received the sample from liblsl), never from a later pull.
+    """
+
     inference_ms: float = Field(description="ONNX Runtime time for the batch this epoch was in, ms")
     batch_size: int
     added_latency_ms: float = Field(description="publish time - time the epoch's last sample was received, ms")
-    since_window_end_ms: float = Field(description="publish time - epoch end on the LSL clock, ms (includes transport)")
+    since_window_end_ms: float | None = Field(
+        None,
+        description="publish time - epoch end on the LSL clock, ms (includes transport); null when the stream's "
+        "timestamps run ahead of this machine's clock (a replay at --speed > 1)",
+    )
+    preprocess_ms: float = Field(0.0, description="arrival -> epoch cut (filtering, epoching) + normalisation, ms")
+    queue_ms: float = Field(0.0, description="epoch cut -> taken by the inference loop, ms")
+    publish_ms: float = Field(0.0, description="inference done -> this message sent (earlier ones of the batch), ms")
 
 
 class Message(_Payload):
@@ -88,6 +102,8 @@ class StreamStatus(_Payload):
     measured_rate: float | None
     connected: bool
     seconds_since_data: float | None
+    since: float | None = Field(None, description="unix time the stream last connected or was lost, s")
+    reconnects: int = Field(0, description="times a replacement stream was opened after a loss")
 
 
 class Counts(_Payload):
@@ -117,6 +133,14 @@ class Status(Message):
     latency_p99_ms: float | None
     valence_latency_p50_ms: float | None = None
     valence_latency_p99_ms: float | None = None
+    timing_p50_ms: dict[str, float] = Field(
+        default_factory=dict, description="p50 of each Timing part (preprocess, queue, inference, publish), ms"
+    )
+    timing_p99_ms: dict[str, float] = Field(default_factory=dict, description="p99 of each Timing part, ms")
+    cpu_percent: float | None = Field(None, description="CPU time the daemon used per second of wall time, %")
+    queued: int = Field(0, description="items waiting for the inference loop")
+    events: str | None = Field(None, description="the regex markers must match, and where it came from")
+    warnings: list[str] = Field(default_factory=list, description="problems noticed this session, once each")
 
 
 AnyMessage = Prediction | Drop | Valence | Status

@@ -128,7 +128,9 @@ def _marker_outlet(source_id: str) -> pylsl.StreamOutlet:
 
 
 def test_pending_markers_are_dropped_on_shutdown(linear_model):
-    """A marker whose epoch can never complete is answered with a 'shutdown' drop, and stop is prompt."""
+    """A marker whose epoch is not complete at stop is answered with a 'shutdown' drop, and stop is prompt.
+
+    (3 s ahead is inside ``future_limit``: it waits for its samples, so only the stop can answer it.)"""
     rec = small_recording(seconds=60, nan_at=None)
     rec.markers = []
     name = unique("eeg")
@@ -139,12 +141,12 @@ def test_pending_markers_are_dropped_on_shutdown(linear_model):
         runner = DaemonThread(config).start()
         sub.wait_for("status", timeout=15)
         assert outlet.wait_for_consumers(10)
-        outlet.push_sample(["stim/a/far-future"], pylsl.local_clock() + 1000.0)
+        outlet.push_sample(["stim/a/ahead"], pylsl.local_clock() + 3.0)
         collect(sub, lambda m: bool(m) and m[-1].counts.markers == 1, timeout=10, topics=("status",))
         took = runner.stop(timeout=5)
         assert runner.error is None
         drop = collect(sub, lambda m: len(m) >= 1, timeout=5)[0]
-    assert isinstance(drop, Drop) and drop.reason == "shutdown" and drop.marker.value == "stim/a/far-future"
+    assert isinstance(drop, Drop) and drop.reason == "shutdown" and drop.marker.value == "stim/a/ahead"
     assert took < config.runtime.shutdown_timeout
 
 
