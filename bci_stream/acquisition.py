@@ -311,7 +311,7 @@ class Acquisition:
         self.queue.put([Accepted(accepted, ignored=len(markers) - len(accepted))])
 
     def _pull_eeg(self, wait: float) -> None:
-        if self._eeg is None or not self.eeg_health.connected:
+        if self._eeg is None:
             self._stop.wait(min(wait, 0.05))
             return
         started = time.monotonic()
@@ -336,6 +336,8 @@ class Acquisition:
         self.eeg_health.samples += n
         self.eeg_health.last_data = self._last_pull
         assert self._corrector is not None and self.pipeline is not None
+        if not self.eeg_health.connected:
+            self._eeg_recovered(float(stamps[0]))
         corrected, breaks = self._corrector.process(stamps)
         for brk in breaks:
             log.warning("discontinuity: %s", brk.describe(self._corrector.nominal_rate))
@@ -367,6 +369,15 @@ class Acquisition:
         if self._features is not None:
             self._features[0].reset()
             self._features[1].reset()
+
+    def _eeg_recovered(self, first: float) -> None:
+        """Samples again from the same inlet (liblsl reconnected it): a new signal starts here."""
+        assert self._eeg is not None and self.pipeline is not None
+        self._set_connected(self.eeg_health, True)
+        last = self._newest if self._newest is not None else first
+        detail = f"the EEG stream resumed at {first:.4f} s after a loss (last sample before: {last:.4f} s)"
+        self.pipeline.restart_signal(after=first, span=(min(last, first), max(last, first)), detail=detail)
+        log.warning("EEG stream %r is back: %s", self._eeg.description.name, detail)
 
     def _marker_lost(self, why: str) -> None:
         if not self.marker_health.connected:

@@ -195,6 +195,10 @@ class Epocher:
         """Refuse every epoch whose window overlaps ``[start, end]`` (s) with ``discontinuity``."""
         self._blackouts.append((start, end, detail))
 
+    def clear_blackouts(self) -> None:
+        """Forget every refused span (the stream's timeline restarted)."""
+        self._blackouts.clear()
+
     def window(self, marker: Marker) -> tuple[float, float]:
         """Nominal window ``[start, end)`` of a marker's epoch, in seconds."""
         start = marker.time + self.tmin

@@ -162,7 +162,10 @@ class EpochPipeline:
         """
         self.preprocessor.reset()
         if after is None or (len(self.buffer) and self.buffer.times[-1] >= after):
+            # Time went backward (or the stream was lost): a new timeline starts, nothing held is valid.
             self.buffer.clear()
+            self.epocher.clear_blackouts()
+            span = None
         if after is not None:
             lo, hi = span if span is not None else (after, after)
             settle = self.settling_time
