@@ -37,6 +37,9 @@ from .timing import StampCorrector
 
 log = logging.getLogger(__name__)
 
+_WATCH_INTERVAL = 0.5  # s between looks at which streams are on the network
+_ABSENT_CHECKS = 3  # looks in a row without the marker stream before it counts as lost
+
 # A marker this far from the newest EEG sample was surely stamped on another clock (Unix time, say).
 _OTHER_CLOCK_S = 1e5
 
@@ -173,6 +176,7 @@ class Acquisition:
         self._open_eeg(eeg)
         self._open_markers(markers)
         self._newest: float | None = None
+        self._marker_absent = 0  # consecutive watch checks that did not see the marker stream
         self._silent = 0.0  # seconds spent pulling without an EEG sample
         self._last_pull = time.monotonic()
         self._next_watch = 0.0
@@ -270,9 +274,11 @@ class Acquisition:
     def _cycle(self, wait: float) -> None:
         self._pull_markers()
         self._pull_eeg(wait)
-        if time.monotonic() >= self._next_watch:
-            self._next_watch = time.monotonic() + 0.5
-            self._watch_streams()
+        now = time.monotonic()
+        if now >= self._next_watch:
+            stalled = now - self._next_watch > 0.5  # this process did not run for a while
+            self._next_watch = now + _WATCH_INTERVAL
+            self._watch_streams(stalled)
         assert self.pipeline is not None
         if self.eeg_health.connected:
             self.queue.put(self.pipeline.poll())
@@ -327,7 +333,8 @@ class Acquisition:
         self._last_pull = time.monotonic()
         n = len(stamps)
         if n == 0:
-            self._silent += self._last_pull - started
+            # A pull that took far longer than asked spanned a stall of this process: count only the wait.
+            self._silent += min(self._last_pull - started, wait + 0.05)
             if self._silent > self.config.runtime.stream_timeout:
                 waited = "since it was opened" if self.eeg_health.last_data is None else "while pulling"
                 self._eeg_lost(f"no samples for {self._silent:.1f} s {waited}")
@@ -386,13 +393,16 @@ class Acquisition:
         self._set_connected(self.marker_health, False)
         log.warning("marker stream %r lost: %s; looking for it again", self._markers.description.name, why)
 
-    def _watch_streams(self) -> None:
+    def _watch_streams(self, stalled: bool) -> None:
         """Notice streams that left the network, and open a replacement for a lost one."""
         eeg_visible = self._eeg_watch.matching()
         marker_visible = self._marker_watch.matching()
         if self._markers is not None and self.marker_health.connected:
             uid = self._markers.description.uid
-            if uid and not any(i.uid() == uid for i in marker_visible):
+            absent = bool(uid) and not any(i.uid() == uid for i in marker_visible)
+            # After a stall the resolver has not heard anyone for a while: give it time to hear them again.
+            self._marker_absent = 0 if (not absent or stalled) else self._marker_absent + 1
+            if self._marker_absent >= _ABSENT_CHECKS:
                 self._marker_lost("it no longer answers on the network")
         if not self.eeg_health.connected:
             self._reopen(eeg_visible, self._eeg, "EEG", self._open_eeg)

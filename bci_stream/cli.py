@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import BciStreamError
+from .errors import BciStreamError, StreamNotFoundError
 
 log = logging.getLogger("bci_stream")
 
@@ -54,7 +54,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     daemon = Daemon(config)
     _install_stop_handlers(daemon.request_stop)
-    daemon.serve()
+    try:
+        daemon.serve()
+    except StreamNotFoundError:
+        if daemon.stopping:  # asked to stop while still waiting for the streams: a clean stop
+            log.info("stopped while waiting for the streams")
+            return 0
+        raise
     return 0
 
 

@@ -129,7 +129,7 @@ class Amp:
             for c in CHANNELS:
                 ch = chans.append_child("channel")
                 ch.append_child_value("label", c)
-                ch.append_child_value("unit", "V")
+                ch.append_child_value("unit", "mV" if fmt == pylsl.cf_int16 else "V")  # int16 counts are mV
                 ch.append_child_value("type", "EEG")
         self.fmt = fmt
         self.outlet = pylsl.StreamOutlet(info, self.chunk)
@@ -474,7 +474,9 @@ class Rig:
     def mark(self) -> tuple[int, int]:
         return len(self.sub.answers), len(self.markers.sent)
 
-    def settle(self, mark: tuple[int, int], timeout: float = 10.0) -> tuple[list[dict[str, Any]], list[tuple[str, float]]]:
+    def settle(
+        self, mark: tuple[int, int], timeout: float = 10.0
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, float]]]:
         """Wait until every marker sent since ``mark`` is answered; the answers and the markers since then."""
         a0, m0 = mark
         n = sum(1 for v, _ in self.markers.sent[m0:] if v.startswith("stim/"))
