@@ -127,7 +127,13 @@ class Daemon:
                 )
             self.valence_model.warm_up()
         self.publisher = Publisher(
-            cfg.publish.endpoint, self.session, high_water_mark=cfg.publish.high_water_mark, log_path=cfg.publish.log
+            cfg.publish.endpoint,
+            self.session,
+            high_water_mark=cfg.publish.high_water_mark,
+            log_path=cfg.publish.log,
+            curve_secret_key=cfg.publish.curve_secret_key,
+            curve_authorized_clients=cfg.publish.curve_authorized_clients,
+            insecure=cfg.publish.insecure,
         )
         self._publish_status()
         deadline = time.monotonic() + cfg.runtime.wait
@@ -439,6 +445,8 @@ class Daemon:
             latency_p99_ms=p99,
             valence_latency_p50_ms=v50,
             valence_latency_p99_ms=v99,
+            insecure=self.publisher.insecure,
+            warnings=list(self.publisher.warnings),
         )
 
 
