@@ -114,7 +114,7 @@ class DaemonConfig(_Section):
 
 
 def _describe(err: Any) -> str:
-    loc = [str(p) for p in err["loc"]]
+    loc = [str(p) if re.fullmatch(r"[\w-]+", str(p)) else repr(p) for p in err["loc"]]  # quote odd keys like ''
     where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (f"[{loc[0]}]" if loc else "top level")
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key (check the spelling; see configs/daemon.toml)"
