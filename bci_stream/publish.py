@@ -149,6 +149,12 @@ class Publisher:
                 self._log.close()
             self._log = None
 
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self._close_zmq()
         if self._log is not None:
@@ -163,8 +169,9 @@ def _open_log(path: Path) -> IO[str]:
         path.parent.mkdir(parents=True, exist_ok=True)
         return open(path, "a", encoding="utf-8")  # closed in Publisher.close()
     except OSError as exc:
+        why = f"{exc.filename} is not a folder" if isinstance(exc, FileExistsError | NotADirectoryError) else None
         raise ConfigError(
-            f"cannot write the session log {str(path)!r} ({exc.strerror or exc}); "
+            f"cannot write the session log {str(path)!r} ({why or exc.strerror or exc}); "
             "pass a writable file to --log or [publish] log"
         ) from exc
 

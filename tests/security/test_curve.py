@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import socket
+import contextlib
+import logging
 import stat
 import subprocess
 import sys
@@ -13,35 +14,13 @@ import pytest
 
 from bci_stream.client import Subscriber, SubscriberTimeout
 from bci_stream.curve import KeyFiles, is_loopback, make_keys
-from bci_stream.errors import ConfigError
+from bci_stream.daemon import DaemonThread
+from bci_stream.errors import ConfigError, StreamNotFoundError
 from bci_stream.messages import Prediction, Status
 from bci_stream.publish import Publisher
 from tests.e2e.test_daemon import small_recording
+from tests.security.helpers import any_interface_port, status_fields
 from tests.support import daemon_config, playing, running_daemon, unique
-
-
-def any_interface_port() -> int:
-    with socket.socket() as s:
-        s.bind(("0.0.0.0", 0))
-        return int(s.getsockname()[1])
-
-
-def status_fields() -> dict[str, object]:
-    return {
-        "state": "running",
-        "uptime_s": 0.0,
-        "eeg": None,
-        "markers": None,
-        "buffer_lag_ms": None,
-        "pending_epochs": 0,
-        "provider": "cpu",
-        "model": {"name": "m", "version": "1", "sha256": "0"},
-        "counts": {},
-        "accuracy": None,
-        "chance": None,
-        "latency_p50_ms": None,
-        "latency_p99_ms": None,
-    }
 
 
 def received_while_publishing(pub: Publisher, subs: dict[str, Subscriber], seconds: float) -> dict[str, int]:
@@ -173,28 +152,27 @@ def test_daemon_on_all_interfaces_with_curve_serves_only_the_keyed_subscriber(
                 other.recv(timeout=0.3)
 
 
-def test_run_refuses_an_open_network_endpoint_and_warns_with_insecure(model: Path) -> None:
+def test_run_refuses_an_open_network_endpoint(model: Path) -> None:
     endpoint = f"tcp://0.0.0.0:{any_interface_port()}"
-    cmd = [sys.executable, "-m", "bci_stream.cli", "run", "--model", str(model), "--endpoint", endpoint]
-    refused = subprocess.run([*cmd, "--wait", "0"], capture_output=True, text=True, timeout=60, check=False)
+    cmd = [sys.executable, "-m", "bci_stream.cli", "run", "--model", str(model), "--endpoint", endpoint, "--wait", "0"]
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert refused.returncode == 2, refused.stderr
     assert endpoint in refused.stderr and "bci-stream keys" in refused.stderr and "--insecure" in refused.stderr
 
+
+def test_insecure_daemon_warns_at_start_and_in_every_status(model: Path, caplog: pytest.LogCaptureFixture) -> None:
     port = any_interface_port()
-    cmd[-1] = f"tcp://0.0.0.0:{port}"
-    with (
-        Subscriber(f"tcp://127.0.0.1:{port}", topics=["status"], timeout=15) as sub,
-        subprocess.Popen(
-            [*cmd, "--insecure", "--wait", "20", "--eeg-name", unique("absent")],
-            stderr=subprocess.PIPE,
-            text=True,
-        ) as proc,
-    ):
+    publish = {"endpoint": f"tcp://0.0.0.0:{port}", "insecure": True}
+    config = daemon_config(model, unique("absent"), unique("absent"), publish=publish, runtime={"wait": 20})
+    runner = DaemonThread(config)
+    with caplog.at_level(logging.WARNING), Subscriber(f"tcp://127.0.0.1:{port}", topics=["status"], timeout=15) as sub:
+        runner.start()
         try:
-            status = sub.wait_for("status", timeout=20)
+            statuses = [sub.wait_for("status", timeout=15) for _ in range(3)]
         finally:
-            proc.terminate()
-            _, stderr = proc.communicate(timeout=20)
-    assert isinstance(status, Status) and status.insecure
-    assert any("without authentication" in w for w in status.warnings)
-    assert "without authentication" in stderr
+            with contextlib.suppress(StreamNotFoundError):  # no streams: stopped while still waiting for them
+                runner.stop()
+    for status in statuses:
+        assert isinstance(status, Status) and status.insecure
+        assert any(f"publishing on tcp://0.0.0.0:{port} without authentication" in w for w in status.warnings)
+    assert "without authentication (--insecure)" in caplog.text
