@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from bci_stream.cli import main
 from bci_stream.client import Subscriber, SubscriberTimeout
 from bci_stream.curve import KeyFiles, is_loopback, make_keys
 from bci_stream.daemon import DaemonThread
+from bci_stream.demo import free_tcp_endpoint
 from bci_stream.errors import ConfigError, StreamNotFoundError
 from bci_stream.messages import Prediction, Status
 from bci_stream.publish import Publisher
@@ -176,3 +182,39 @@ def test_insecure_daemon_warns_at_start_and_in_every_status(model: Path, caplog:
         assert isinstance(status, Status) and status.insecure
         assert any(f"publishing on tcp://0.0.0.0:{port} without authentication" in w for w in status.warnings)
     assert "without authentication (--insecure)" in caplog.text
+
+
+@pytest.fixture
+def restore_signal_handlers() -> Iterator[None]:
+    """``bci-stream listen`` installs SIGINT/SIGTERM handlers; give pytest its own back."""
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+def test_listen_takes_the_client_keys(keys: KeyFiles, capsys: pytest.CaptureFixture[str]) -> None:
+    endpoint = free_tcp_endpoint()
+    pub = Publisher(
+        endpoint, "s", curve_secret_key=keys.server_secret, curve_authorized_clients=keys.authorized_clients
+    )
+    stop = threading.Event()
+
+    def feed() -> None:
+        while not stop.wait(0.05):
+            pub.publish(Status, **status_fields())  # type: ignore[arg-type]
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        keyed = ["--curve-client-key", str(keys.client_secrets[0]), "--curve-server-key", str(keys.server_public)]
+        assert main(["listen", "--endpoint", endpoint, "--json", "--count", "2", "--timeout", "15", *keyed]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert main(["listen", "--endpoint", endpoint, "--timeout", "1"]) == 2  # no keys: silence
+        assert "no message for 1 s" in capsys.readouterr().err
+    finally:
+        stop.set()
+        feeder.join(5)
+        pub.close()
+    assert len(lines) == 2 and json.loads(lines[0])["topic"] == "status" and json.loads(lines[0])["schema"] == 1
