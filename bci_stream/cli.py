@@ -48,7 +48,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         "model": {"path": args.model, "provider": args.provider, "valence": args.valence_model},
         "eeg": {"name": args.eeg_name, "source_id": args.eeg_source_id},
         "markers": {"name": args.markers_name, "source_id": args.markers_source_id},
-        "publish": {"endpoint": args.endpoint, "log": args.log},
+        "publish": {"endpoint": args.endpoint, "log": args.log, "insecure": True if args.insecure else None},
         "runtime": {"wait": args.wait},
     }
     config = load_config(args.config, overrides)
@@ -95,7 +95,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _install_stop_handlers(stop.set)
     shown = 0
-    with Subscriber(args.endpoint, args.topics, timeout=1.0) as sub:
+    with Subscriber(
+        args.endpoint,
+        args.topics,
+        timeout=1.0,
+        curve_client_key=args.curve_client_key,
+        curve_server_key=args.curve_server_key,
+    ) as sub:
         waited = 0.0
         while not stop.is_set():
             try:
@@ -115,6 +121,28 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 break
         if sub.gaps:
             print(f"lost messages by topic: {sub.gaps}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- keys
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .curve import make_keys
+
+    keys = make_keys(args.out, args.clients)
+    print(f"daemon:  [publish] curve_secret_key = {str(keys.server_secret)!r}")
+    print(f"         [publish] curve_authorized_clients = {str(keys.authorized_clients)!r}")
+    for secret in keys.client_secrets:
+        print(f"client:  --curve-client-key {secret} --curve-server-key {keys.server_public}")
+    print("give each client only its own .key_secret and server.key; add clients later with --clients NAME")
+    return 0
+
+
+# ---------------------------------------------------------------------------- schema
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .messages import write_json_schemas
+
+    for path in write_json_schemas(args.out):
+        print(path)
     return 0
 
 
@@ -191,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     run.add_argument("--log", type=Path, help="also write every message to this JSON-lines file")
     run.add_argument("--wait", type=float, help="seconds to wait for the streams (default 30)")
+    run.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE keys (warned in status)"
+    )
     run.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("replay", help="play a recording as a fake LSL amplifier (EEG + markers)")
@@ -220,7 +251,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ls.add_argument("--count", type=int, default=0, help="stop after N messages")
     ls.add_argument("--timeout", type=float, default=0.0, help="give up after S s without a message (0: never)")
+    ls.add_argument("--curve-client-key", type=Path, help="your NAME.key_secret from `bci-stream keys` (CURVE)")
+    ls.add_argument("--curve-server-key", type=Path, help="the daemon's server.key from `bci-stream keys` (CURVE)")
     ls.set_defaults(func=cmd_listen)
+
+    ky = sub.add_parser("keys", help="make CURVE key pairs: one for the daemon, one per client")
+    ky.add_argument("--out", type=Path, required=True, help="folder for the keys (made with mode 0700)")
+    ky.add_argument("--clients", nargs="+", default=["client"], metavar="NAME", help="client names (default: client)")
+    ky.set_defaults(func=cmd_keys)
+
+    sc = sub.add_parser("schema", help="write the JSON Schema of every topic's payload")
+    sc.add_argument("--out", type=Path, default=Path("bci_stream/schemas"), help="folder (default bci_stream/schemas)")
+    sc.set_defaults(func=cmd_schema)
 
     dm = sub.add_parser("demo", help="replay a recording through the daemon and show predictions")
     dm.add_argument("--recording", type=Path, default=Path("build/demo.fif"))

@@ -24,7 +24,7 @@ def _check_regex(value: str | None) -> str | None:
     if value:
         try:
             re.compile(value)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # huge repeats / deep nesting are not re.error
             raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from exc
     return value
 
@@ -116,6 +116,11 @@ class PublishSection(_Section):
     log: Path | None = Field(None, description="also append every message to this JSON-lines file")
     status_interval: float = Field(1.0, gt=0, description="seconds between status messages")
     high_water_mark: int = Field(10_000, ge=1, description="messages queued per slow subscriber before ZeroMQ drops")
+    curve_secret_key: Path | None = Field(
+        None, description="daemon's server.key_secret (bci-stream keys); turns CURVE on"
+    )
+    curve_authorized_clients: Path | None = Field(None, description="folder of client public keys (*.key) admitted")
+    insecure: bool = Field(False, description="allow a non-loopback endpoint without CURVE (warned in every status)")
 
     @field_validator("endpoint")
     @classmethod
@@ -159,7 +164,7 @@ class DaemonConfig(_Section):
 
 
 def _describe(err: Any) -> str:
-    loc = [str(p) for p in err["loc"]]
+    loc = [str(p) if re.fullmatch(r"[\w-]+", str(p)) else repr(p) for p in err["loc"]]  # quote odd keys like ''
     where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (f"[{loc[0]}]" if loc else "top level")
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown key (check the spelling; see configs/daemon.toml)"
@@ -197,8 +202,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not p.is_file():
             raise ConfigError(f"config file {source!r} does not exist; pass --config with a TOML file")
         try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
     data = _merge(data, overrides or {})
     try:

@@ -138,7 +138,13 @@ class Daemon:
             self.valence_model.warm_up()
         self._choose_events()
         self.publisher = Publisher(
-            cfg.publish.endpoint, self.session, high_water_mark=cfg.publish.high_water_mark, log_path=cfg.publish.log
+            cfg.publish.endpoint,
+            self.session,
+            high_water_mark=cfg.publish.high_water_mark,
+            log_path=cfg.publish.log,
+            curve_secret_key=cfg.publish.curve_secret_key,
+            curve_authorized_clients=cfg.publish.curve_authorized_clients,
+            insecure=cfg.publish.insecure,
         )
         self._publish_status()
         deadline = time.monotonic() + cfg.runtime.wait
@@ -556,7 +562,8 @@ class Daemon:
             cpu_percent=self._cpu_percent,
             queued=len(acq.queue) if acq else 0,
             events=f"{self.events} (from {self._events_from})",
-            warnings=list(acq.warnings) if acq else [],
+            insecure=self.publisher.insecure,
+            warnings=list(self.publisher.warnings) + (list(acq.warnings) if acq else []),
         )
 
 
