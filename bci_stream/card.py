@@ -121,6 +121,9 @@ class InputSpec(_Strict):
 class OutputSpec(_Strict):
     name: str = "logits"
     classes: list[str] = Field(default_factory=list)
+    range: tuple[float, float] | None = Field(
+        None, description="valence: [low, high] of the output over the training data (display range); optional"
+    )
 
 
 class ModelCard(_Strict):

@@ -81,6 +81,9 @@ class PublishSection(_Section):
     log: Path | None = Field(None, description="also append every message to this JSON-lines file")
     status_interval: float = Field(1.0, gt=0, description="seconds between status messages")
     high_water_mark: int = Field(10_000, ge=1, description="messages queued per slow subscriber before ZeroMQ drops")
+    lsl: bool = Field(
+        False, description="also publish predictions/drops and valence as LSL outlets (bci_stream.outlets)"
+    )
 
     @field_validator("endpoint")
     @classmethod

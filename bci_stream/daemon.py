@@ -129,6 +129,14 @@ class Daemon:
         self.publisher = Publisher(
             cfg.publish.endpoint, self.session, high_water_mark=cfg.publish.high_water_mark, log_path=cfg.publish.log
         )
+        if cfg.publish.lsl:  # results as LSL outlets too, for the lab's recorder
+            from .outlets import ResultOutlets
+
+            vcard = self.valence_model.card if self.valence_model is not None else None
+            outlets = ResultOutlets(
+                self.model.card, endpoint=cfg.publish.endpoint, valence_card=vcard, session=self.session
+            )
+            self.publisher.sinks.append(outlets)
         self._publish_status()
         deadline = time.monotonic() + cfg.runtime.wait
         eeg_info = self._resolve(cfg.eeg, "EEG", "eeg", deadline)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -53,6 +54,9 @@ class Publisher:
                 "Use --endpoint to choose another address."
             ) from exc
         self._seq: dict[str, int] = {}
+        #: Called with every message after it was sent (e.g. :class:`~bci_stream.outlets.ResultOutlets`);
+        #: a sink that raises is logged, never fatal. Sinks with a ``close()`` are closed with the publisher.
+        self.sinks: list[Callable[[Message], None]] = []
         self._log: IO[str] | None = None
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -69,12 +73,21 @@ class Publisher:
             self._socket.send_multipart(encode(message), flags=zmq.NOBLOCK)
         except zmq.Again:  # cannot happen on PUB (it drops instead), kept so a send can never block
             log.warning("ZeroMQ refused a %s message", topic)
+        for sink in self.sinks:
+            try:
+                sink(message)
+            except Exception:  # a failing sink (e.g. an LSL outlet) must never stop the ZeroMQ stream
+                log.warning("result sink %r failed on a %s message", sink, topic, exc_info=True)
         if self._log is not None:
             self._log.write(message.model_dump_json() + "\n")
             self._log.flush()
         return message
 
     def close(self) -> None:
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
         self._socket.close()
         self._context.term()
         if self._log is not None:
