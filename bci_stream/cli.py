@@ -190,7 +190,12 @@ def cmd_sys_info(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import serve_dashboard
 
-    return serve_dashboard(endpoint=args.endpoint, port=args.port, model=args.model, history=args.history)
+    def ready(url: str) -> None:
+        print(f"dashboard on {url} (subscribed to {args.endpoint}); Ctrl-C stops it", flush=True)
+
+    return serve_dashboard(
+        endpoint=args.endpoint, port=args.port, model=args.model, history=args.history, on_ready=ready
+    )
 
 
 # ---------------------------------------------------------------------------- bench

@@ -11,9 +11,8 @@ import asyncio
 import json
 import logging
 import socket
-import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import uvicorn
@@ -70,8 +69,13 @@ def _subscribe(endpoint: str, state: DashboardState, stop: threading.Event) -> N
                 log.warning("dashboard: ignoring a message from %s: %s", endpoint, exc)
 
 
-def run_server(*, endpoint: str, port: int, model: Path | None, history: int) -> int:
-    """Subscribe to ``endpoint`` in a thread and serve the page on 127.0.0.1:``port`` until stopped."""
+def run_server(
+    *, endpoint: str, port: int, model: Path | None, history: int, on_ready: Callable[[str], None] | None = None
+) -> int:
+    """Subscribe to ``endpoint`` in a thread and serve the page on 127.0.0.1:``port`` until stopped.
+
+    ``on_ready`` is called with the page's URL once the port is bound (``port`` 0 picks a free one).
+    """
     summary: list[str] = []
     if model is not None:
         from ..card import read_card
@@ -89,8 +93,10 @@ def run_server(*, endpoint: str, port: int, model: Path | None, history: int) ->
     stop = threading.Event()
     listener = threading.Thread(target=_subscribe, args=(endpoint, state, stop), name="dashboard-zmq", daemon=True)
     listener.start()
-    actual = sock.getsockname()[1]
-    print(f"dashboard on http://127.0.0.1:{actual}/ (subscribed to {endpoint})", flush=True, file=sys.stdout)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    log.info("dashboard on %s, subscribed to %s", url, endpoint)
+    if on_ready is not None:
+        on_ready(url)
     config = uvicorn.Config(build_app(state), log_level="warning", lifespan="off")
     try:
         uvicorn.Server(config).run(sockets=[sock])

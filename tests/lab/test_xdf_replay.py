@@ -164,3 +164,17 @@ def test_crop_recording_keeps_the_part_and_shifts_markers() -> None:
     assert [(m.value, m.time) for m in part.markers] == [("b", pytest.approx(0.5))]
     with pytest.raises(RecordingError, match="outside"):
         crop_recording(rec, 20.0)
+
+
+def test_start_and_duration_play_a_part_of_a_fif_file() -> None:
+    n170 = SHARED / "data/n170/sub-01_ses-01_run-01_eeg.fif"
+    name = unique("n170-part")
+    with replaying(n170, name=name, start=30.0, duration=1.5, speed=3.0, wait_consumers=10):
+        eeg = open_inlet(name)
+        markers = open_inlet(f"{name}-markers")
+        _, stamps = pull_n(eeg, 384)  # 1.5 s at 256 Hz
+        values, marker_stamps = pull_n(markers, 1)
+        eeg.close_stream()
+        markers.close_stream()
+    assert np.allclose(np.diff(stamps), 1 / 256, atol=1e-6)
+    assert values[0][0].startswith("stim/") and stamps[0] <= marker_stamps[0] <= stamps[-1] + 1 / 256
