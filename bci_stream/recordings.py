@@ -618,7 +618,7 @@ def describe_xdf(streams: list[XdfStream], *, max_values: int = 20) -> list[str]
         if any(labels):
             units = sorted({ch.get("unit", "") for ch in s.channels} - {""})
             lines.append(f"    channels: {_shorten(labels)}" + (f"; units {', '.join(units)}" if units else ""))
-        counts = s.marker_counts()
+        counts = _json_summary(s.marker_counts()) or s.marker_counts()
         if counts:
             lines.append(f"    markers: {s.n_samples} ({len(counts)} distinct)")
             for value, n in sorted(counts.items(), key=lambda kv: -kv[1])[:max_values]:
@@ -626,6 +626,23 @@ def describe_xdf(streams: list[XdfStream], *, max_values: int = 20) -> list[str]
             if len(counts) > max_values:
                 lines.append(f"      ... and {len(counts) - max_values} more values")
     return lines
+
+
+def _json_summary(counts: dict[str, int]) -> dict[str, int]:
+    """Counts of JSON payloads (bci-stream's Predictions stream) by ``topic`` and label/reason; {} otherwise."""
+    import json
+
+    summary: dict[str, int] = {}
+    for value, n in counts.items():
+        try:
+            payload = json.loads(value)
+        except ValueError:
+            return {}
+        if not isinstance(payload, dict):
+            return {}
+        key = " ".join(str(payload[k]) for k in ("topic", "label", "reason") if k in payload) or "{...}"
+        summary[key] = summary.get(key, 0) + n
+    return summary
 
 
 def crop_recording(recording: Recording, start: float = 0.0, duration: float | None = None) -> Recording:

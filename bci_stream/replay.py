@@ -704,7 +704,7 @@ def _xdf_player(
     given = [flag for flag, value in refused.items() if value]
     if given:
         raise ConfigError(
-            f"{', '.join(given)} do not apply to an XDF session ({str(path)!r}): every stream is replayed under its "
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to an XDF session ({str(path)!r}): every stream is replayed under its "
             "own name and timestamps; select streams with --streams, a part with --start/--duration"
         )
     selected = select_xdf_streams(read_xdf_streams(path), streams, repr(str(path)))
