@@ -259,3 +259,32 @@ def test_recorded_session_replays_with_every_stream_and_the_same_alignment(sessi
     for key in ("markers", "predictions"):
         name = session.names[key]
         assert np.allclose(back[name][1] - shift, original[name].time_stamps, atol=1e-6)
+
+
+def test_a_failing_sink_is_logged_and_the_zeromq_stream_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    from bci_stream.demo import free_tcp_endpoint
+    from bci_stream.messages import MarkerInfo
+    from bci_stream.publish import Publisher
+
+    def broken(message: AnyMessage) -> None:
+        raise RuntimeError("outlet gone")
+
+    seen: list[AnyMessage] = []
+    endpoint = free_tcp_endpoint()
+    publisher = Publisher(endpoint, "s")
+    publisher.sinks += [broken, seen.append]
+    try:
+        with Subscriber(endpoint, ["drop"], timeout=2.0) as sub:
+            deadline = time.monotonic() + 10
+            while True:  # PUB/SUB joins asynchronously: publish until the subscriber hears one
+                publisher.publish(Drop, marker=MarkerInfo(value="stim/x", time=1.0), reason="test")
+                try:
+                    got = sub.recv(timeout=0.2)
+                    break
+                except TimeoutError:
+                    assert time.monotonic() < deadline, "subscriber never received a drop"
+    finally:
+        publisher.close()
+    assert got.topic == "drop"
+    assert seen and all(m.topic == "drop" for m in seen)  # the sink after the broken one still ran
+    assert "result sink" in caplog.text and "outlet gone" in caplog.text
