@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import ModelCardError
 
@@ -124,6 +132,17 @@ class InputSpec(_Strict):
 class OutputSpec(_Strict):
     name: str = "logits"
     classes: list[str] = Field(default_factory=list)
+    range: tuple[float, float] | None = Field(
+        None, description="valence: [low, high] of the output over the training data (display range); optional"
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_range(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Cards without a range serialise exactly as before the field existed (byte-identical exports).
+        data: dict[str, Any] = handler(self)
+        if data.get("range") is None:
+            data.pop("range", None)
+        return data
 
 
 class ModelCard(_Strict):

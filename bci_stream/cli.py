@@ -22,6 +22,9 @@ log = logging.getLogger("bci_stream")
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from .sysinfo import configure_liblsl_log, liblsl_level_for
+
+    configure_liblsl_log(liblsl_level_for(verbose))  # liblsl's own stderr chatter only with -v
 
 
 def _install_stop_handlers(request_stop: Callable[[], None]) -> None:
@@ -48,7 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         "model": {"path": args.model, "provider": args.provider, "valence": args.valence_model},
         "eeg": {"name": args.eeg_name, "source_id": args.eeg_source_id},
         "markers": {"name": args.markers_name, "source_id": args.markers_source_id},
-        "publish": {"endpoint": args.endpoint, "log": args.log, "insecure": True if args.insecure else None},
+        "publish": {
+            "endpoint": args.endpoint,
+            "log": args.log,
+            "insecure": True if args.insecure else None,
+            "lsl": True if args.lsl_outlet else None,
+        },
         "runtime": {"wait": args.wait},
     }
     config = load_config(args.config, overrides)
@@ -82,6 +90,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         wait_consumers=args.wait_consumers,
         event_fields=args.event_fields,
         stop_event=stop,
+        streams=args.streams,
+        start=args.start,
+        duration=args.duration,
     )
 
 
@@ -90,11 +101,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
     import threading
 
     from .client import Subscriber, SubscriberTimeout
-    from .listen import format_message
+    from .listen import ValenceScale, format_message
 
     stop = threading.Event()
     _install_stop_handlers(stop.set)
     shown = 0
+    scale = ValenceScale.choose(args.valence_range, args.valence_model)
     with Subscriber(
         args.endpoint,
         args.topics,
@@ -115,7 +127,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                     print(f"(waiting for messages on {args.endpoint} ...)", file=sys.stderr)
                 continue
             waited = 0.0
-            print(msg.model_dump_json() if args.json else format_message(msg, tuple(args.valence_range)), flush=True)
+            print(msg.model_dump_json() if args.json else format_message(msg, scale), flush=True)
             shown += 1
             if args.count and shown >= args.count:
                 break
@@ -175,9 +187,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.suffix == ".onnx":
         from .card import read_card
+        from .listen import card_summary
 
         card = read_card(path)
-        print(card.model_dump_json(by_alias=True, indent=2))
+        if args.json:
+            print(card.model_dump_json(by_alias=True, indent=2))
+        else:
+            print("\n".join(card_summary(card, path=path)))
+            print("(the full card: bci-stream inspect MODEL --json)")
+        return 0
+    if path.suffix.lower() in (".xdf", ".xdfz"):
+        from .recordings import describe_xdf, read_xdf_streams
+
+        xdf_streams = read_xdf_streams(path)
+        print(f"{path}: {len(xdf_streams)} stream{'s' if len(xdf_streams) != 1 else ''}")
+        print("\n".join(describe_xdf(xdf_streams)))
         return 0
     from .recordings import read_recording
 
@@ -191,6 +215,26 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     for value, n in sorted(values.items(), key=lambda kv: -kv[1])[:20]:
         print(f"  {n:5d}  {value}")
     return 0
+
+
+# ---------------------------------------------------------------------------- sys-info
+def cmd_sys_info(args: argparse.Namespace) -> int:
+    from .sysinfo import sys_info_lines
+
+    print("\n".join(sys_info_lines()))
+    return 0
+
+
+# ---------------------------------------------------------------------------- dashboard
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve_dashboard
+
+    def ready(url: str) -> None:
+        print(f"dashboard on {url} (subscribed to {args.endpoint}); Ctrl-C stops it", flush=True)
+
+    return serve_dashboard(
+        endpoint=args.endpoint, port=args.port, model=args.model, history=args.history, on_ready=ready
+    )
 
 
 # ---------------------------------------------------------------------------- bench
@@ -222,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE keys (warned in status)"
     )
+    run.add_argument(
+        "--lsl-outlet", action="store_true", help="also publish results as LSL outlets (sets [publish] lsl = true)"
+    )
     run.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("replay", help="play a recording as a fake LSL amplifier (EEG + markers)")
@@ -235,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait-consumers", type=float, default=0.0, metavar="S", help="wait up to S s for inlets before playing"
     )
     rp.add_argument("--event-fields", nargs="+", help="EEGLAB event fields to append to markers (e.g. position)")
+    rp.add_argument("--streams", nargs="+", metavar="NAME", help="XDF: replay only these streams (default: all)")
+    rp.add_argument("--start", type=float, default=0.0, metavar="S", help="begin S seconds into the file (default 0)")
+    rp.add_argument("--duration", type=float, metavar="S", help="play only S seconds (default: to the end)")
     rp.set_defaults(func=cmd_replay)
 
     ls = sub.add_parser("listen", help="print the daemon's messages, one readable line each")
@@ -245,10 +295,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--valence-range",
         nargs=2,
         type=float,
-        default=[-1.0, 1.0],
+        default=None,
         metavar=("LO", "HI"),
-        help="ends of the valence bar",
+        help="ends of the valence bar (default: the range in --valence-model's card, else grown to fit the values)",
     )
+    ls.add_argument("--valence-model", type=Path, help="the valence model served: its card gives the bar's range")
     ls.add_argument("--count", type=int, default=0, help="stop after N messages")
     ls.add_argument("--timeout", type=float, default=0.0, help="give up after S s without a message (0: never)")
     ls.add_argument("--curve-client-key", type=Path, help="your NAME.key_secret from `bci-stream keys` (CURVE)")
@@ -279,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--streams", action="store_true", help="list visible LSL streams")
     ins.add_argument("--wait", type=float, default=2.0, help="seconds to look for streams")
     ins.add_argument("--event-fields", nargs="+")
+    ins.add_argument("--json", action="store_true", help="models: print the whole card as JSON")
     ins.set_defaults(func=cmd_inspect)
 
     bn = sub.add_parser("bench", help="measure inference time and the daemon's added latency on this machine")
@@ -287,6 +339,18 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     bn.add_argument("--out", type=Path, help="write results as JSON here")
     bn.set_defaults(func=cmd_bench)
+
+    si = sub.add_parser(
+        "sys-info", help="versions of Python, liblsl, pylsl, ONNX Runtime (providers), pyzmq, MNE, numpy"
+    )
+    si.set_defaults(func=cmd_sys_info)
+
+    db = sub.add_parser("dashboard", help="a live web page of the daemon's ZeroMQ stream (extra 'dashboard')")
+    db.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="the daemon's ZeroMQ endpoint")
+    db.add_argument("--port", type=int, default=8080, help="HTTP port on 127.0.0.1 (0: any free port)")
+    db.add_argument("--model", type=Path, help="the model served: its card is summarised on the page")
+    db.add_argument("--history", type=int, default=20, help="predictions listed on the page")
+    db.set_defaults(func=cmd_dashboard)
     return parser
 
 

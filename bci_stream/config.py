@@ -121,6 +121,9 @@ class PublishSection(_Section):
     )
     curve_authorized_clients: Path | None = Field(None, description="folder of client public keys (*.key) admitted")
     insecure: bool = Field(False, description="allow a non-loopback endpoint without CURVE (warned in every status)")
+    lsl: bool = Field(
+        False, description="also publish predictions/drops and valence as LSL outlets (bci_stream.outlets)"
+    )
 
     @field_validator("endpoint")
     @classmethod

@@ -146,6 +146,14 @@ class Daemon:
             curve_authorized_clients=cfg.publish.curve_authorized_clients,
             insecure=cfg.publish.insecure,
         )
+        if cfg.publish.lsl:  # results as LSL outlets too, for the lab's recorder
+            from .outlets import ResultOutlets
+
+            vcard = self.valence_model.card if self.valence_model is not None else None
+            outlets = ResultOutlets(
+                self.model.card, endpoint=cfg.publish.endpoint, valence_card=vcard, session=self.session
+            )
+            self.publisher.sinks.append(outlets)
         self._publish_status()
         deadline = time.monotonic() + cfg.runtime.wait
         eeg_info = self._resolve(cfg.eeg, "EEG", "eeg", deadline)

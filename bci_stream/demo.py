@@ -24,7 +24,7 @@ from .card import read_card
 from .client import Subscriber, SubscriberTimeout
 from .config import load_config, marker_rules
 from .errors import BciStreamError, RecordingError
-from .listen import format_message
+from .listen import ValenceScale, format_message
 from .messages import Drop, Prediction, Status, Valence
 from .recordings import read_recording
 
@@ -121,6 +121,7 @@ def run_demo(
             replay = subprocess.Popen(replay_cmd, stdout=replay_log, stderr=subprocess.STDOUT)
             deadline = time.monotonic() + timeout
             quiet_since: float | None = None
+            scale = ValenceScale.choose(None, valence_model)  # the card's training range, else auto
             next_status = time.monotonic() + 10
             while len(predictions) + len(drops) < expected and time.monotonic() < deadline:
                 if daemon.poll() is not None:
@@ -141,8 +142,9 @@ def run_demo(
                     say(format_message(msg))
                 elif isinstance(msg, Valence):
                     valence.append(msg)
+                    scale.place(msg.value)  # every value widens an auto range, shown or not
                     if len(valence) % 4 == 1:  # 4 Hz on the wire; one line a second is enough to watch
-                        say(format_message(msg))
+                        say(format_message(msg, scale))
                 elif isinstance(msg, Status):
                     provider = msg.provider
                     if time.monotonic() >= next_status:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -101,6 +102,9 @@ class Publisher:
             self._close_zmq(linger=0)
             raise
         self._seq: dict[str, int] = {}
+        #: Called with every message after it was sent (e.g. :class:`~bci_stream.outlets.ResultOutlets`);
+        #: a sink that raises is logged, never fatal. Sinks with a ``close()`` are closed with the publisher.
+        self.sinks: list[Callable[[Message], None]] = []
         log.info("publishing on %s (session %s%s)", endpoint, session, ", CURVE" if self.curve else "")
 
     def _serve_curve(self, secret_key: Path, clients: Path) -> None:
@@ -131,6 +135,11 @@ class Publisher:
             self._socket.send_multipart(encode(message), flags=zmq.NOBLOCK)
         except zmq.Again:  # cannot happen on PUB (it drops instead), kept so a send can never block
             log.warning("ZeroMQ refused a %s message", topic)
+        for sink in self.sinks:
+            try:
+                sink(message)
+            except Exception:  # a failing sink (e.g. an LSL outlet) must never stop the ZeroMQ stream
+                log.warning("result sink %r failed on a %s message", sink, topic, exc_info=True)
         if self._log is not None:
             self._write_log(message.model_dump_json() + "\n")
         return message
@@ -156,6 +165,10 @@ class Publisher:
         self.close()
 
     def close(self) -> None:
+        for sink in self.sinks:
+            close = getattr(sink, "close", None)
+            if callable(close):
+                close()
         self._close_zmq()
         if self._log is not None:
             try:

@@ -67,7 +67,7 @@ def test_devices_restarted_under_new_source_ids_or_none_are_picked_up_again(tmp_
 def test_eeg_that_never_sends_is_reported_lost_and_markers_before_any_eeg_are_answered(tmp_path, probe_model, names):
     amp = Amp(name=names[0], source_id=names[0])  # the outlet exists, but no sample is ever pushed yet
     markers = Markers(name=names[1], source_id=names[1])
-    with daemon(tmp_path, probe_model, eeg={"source_id": names[0]}, markers={"source_id": names[1]}) as (d, sub):
+    with daemon(tmp_path, probe_model, eeg={"source_id": names[0]}, markers={"source_id": names[1]}) as (_d, sub):
         markers.wait_for_consumer()
         for i in range(3):
             markers.push(f"stim/c1/early-{i}", pylsl.local_clock())
@@ -91,7 +91,7 @@ def test_eeg_that_never_sends_is_reported_lost_and_markers_before_any_eeg_are_an
 def test_markers_after_the_eeg_is_gone_for_good_are_answered_stream_lost(tmp_path, probe_model, names):
     amp = Amp(name=names[0], source_id=names[0]).start()
     markers = Markers(name=names[1], source_id=names[1])
-    with daemon(tmp_path, probe_model, eeg={"source_id": names[0]}, markers={"source_id": names[1]}) as (d, sub):
+    with daemon(tmp_path, probe_model, eeg={"source_id": names[0]}, markers={"source_id": names[1]}) as (_d, sub):
         markers.wait_for_consumer()
         wait_streaming(sub)
         amp.fault(stop=True)
@@ -173,7 +173,7 @@ def test_formats_and_rates_other_than_the_card_are_served(tmp_path, names, sfreq
     model = make_probe_model(tmp_path / "probe.onnx", bandpass=band)
     amp = Amp(name=names[0], source_id=names[0], sfreq=sfreq, fmt=fmt).start()
     markers = Markers(name=names[1], source_id=names[1])
-    with daemon(tmp_path, model, eeg={"source_id": names[0]}, markers={"source_id": names[1]}) as (d, sub):
+    with daemon(tmp_path, model, eeg={"source_id": names[0]}, markers={"source_id": names[1]}) as (_d, sub):
         markers.wait_for_consumer()
         run_scenario(amp, markers, sub, seconds=2.0)
         sub.wait(lambda s: len(s.answers) >= len(markers.sent), 10, "answers")
