@@ -241,7 +241,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    return run_bench(model=args.model, repeats=args.repeats, batch_sizes=args.batch, out=args.out)
+    seconds = 60.0 * args.minutes if args.minutes else args.seconds
+    return run_bench(
+        model=args.model, repeats=args.repeats, batch_sizes=args.batch, out=args.out, seconds=seconds, rates=args.rates
+    )
 
 
 # ---------------------------------------------------------------------------- parser
@@ -338,6 +341,9 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--repeats", type=int, default=100)
     bn.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     bn.add_argument("--out", type=Path, help="write results as JSON here")
+    bn.add_argument("--seconds", type=float, default=20.0, help="length of each live replay (default 20)")
+    bn.add_argument("--rates", type=float, nargs="+", default=[2.0, 50.0], help="markers per second (default 2 50)")
+    bn.add_argument("--minutes", type=float, help="soak: each live replay lasts this many minutes (RSS start/end)")
     bn.set_defaults(func=cmd_bench)
 
     si = sub.add_parser(

@@ -190,7 +190,7 @@ def test_label_regex_needs_to_compile_and_name_a_label_group(body: str) -> None:
             assert "[markers] label" in str(exc)
             assert not compiles(pattern) or "label" not in re.compile(pattern).groupindex
         else:
-            assert config.markers.label is None or "label" in re.compile(config.markers.label).groupindex
+            assert not config.markers.label or "label" in re.compile(config.markers.label).groupindex  # "": none
 
 
 def test_run_refuses_an_invalid_regex_at_start_naming_the_key(
