@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "insecure": True if args.insecure else None,
             "lsl": True if args.lsl_outlet else None,
         },
-        "runtime": {"wait": args.wait},
+        "runtime": {"wait": args.wait, "until_idle": args.until_idle},
     }
     config = load_config(args.config, overrides)
     daemon = Daemon(config)
@@ -266,6 +266,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     run.add_argument("--log", type=Path, help="also write every message to this JSON-lines file")
     run.add_argument("--wait", type=float, help="seconds to wait for the streams (default 30)")
+    run.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="S",
+        help="stop (exit 0, every marker answered) after S s without EEG, e.g. when a replay ends",
+    )
     run.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE keys (warned in status)"
     )

@@ -434,7 +434,9 @@ class Daemon:
                 inference_ms=parts["inference"],
                 batch_size=batch,
                 added_latency_ms=added,
-                since_window_end_ms=None if self._clock_ahead else (now - epoch.end) * 1e3,
+                # A window that ends after "now" on our clock comes from a stream running ahead of it (a replay
+                # at --speed > 1): the figure would be meaningless, so it is left out.
+                since_window_end_ms=None if self._clock_ahead or now < epoch.end - 1e-3 else (now - epoch.end) * 1e3,
                 preprocess_ms=parts["preprocess"],
                 queue_ms=parts["queue"],
                 publish_ms=parts["publish"],

@@ -60,3 +60,29 @@ def test_second_signal_stops_at_once(tmp_path, probe_model, names):
         d.signal(signal.SIGINT)
         d.signal(signal.SIGINT)
         assert d.wait_exit(10) in (0, 130)
+
+
+def test_until_idle_stops_with_exit_0_once_the_eeg_ends_and_answers_everything(tmp_path, probe_model, names):
+    amp = Amp(name=names[0], source_id=names[0])
+    markers = Markers(name=names[1], source_id=names[1])
+    with daemon(
+        tmp_path,
+        probe_model,
+        eeg={"source_id": names[0]},
+        markers={"source_id": names[1]},
+        runtime={"until_idle": 1.0, "stream_timeout": 5.0},
+    ) as (d, sub):
+        amp.start()
+        markers.wait_for_consumer()
+        wait_streaming(sub)
+        for i in range(3):
+            markers.push(f"stim/c1/{i}", pylsl.local_clock() - 0.3)
+        markers.push("stim/c1/never-complete", pylsl.local_clock() + 0.2)
+        amp.fault(stop=True)  # the replay ends
+        assert d.wait_exit(15) == 0
+        sub.wait(lambda s: len(s.answers) >= 4, 5, "every marker answered")
+    answers = check_accounting(sub, markers.sent)
+    assert [a["topic"] for a in answers] == ["prediction"] * 3 + ["drop"]
+    assert answers[-1]["reason"] == "shutdown"
+    amp.close()
+    markers.close()

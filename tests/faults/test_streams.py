@@ -185,3 +185,35 @@ def test_formats_and_rates_other_than_the_card_are_served(tmp_path, names, sfreq
         check_windows(answers, amp)
     amp.close()
     markers.close()
+
+
+def test_events_come_from_the_card_and_markers_that_never_match_are_warned_about(tmp_path, names):
+    from tests.faults.rig import make_probe_model
+
+    model = make_probe_model(tmp_path / "go.onnx", events="^go/")
+    amp = Amp(name=names[0], source_id=names[0]).start()
+    markers = Markers(name=names[1], source_id=names[1])
+    with daemon(
+        tmp_path,
+        model,
+        eeg={"source_id": names[0]},
+        markers={"source_id": names[1]},
+        runtime={"no_match_warning": 1.0},
+    ) as (d, sub):
+        markers.wait_for_consumer()
+        wait_streaming(sub)
+        assert "'^go/' get an epoch (from the model card)" in d.stderr
+        assert sub.statuses[-1]["events"] == "^go/ (from the model card)"
+        t = pylsl.local_clock() - 0.3
+        markers.push("go/c1/1", t)
+        markers.push("stim/c1/2", t + 0.01)  # the config's old default: not this model's events
+        sub.wait(lambda s: len(s.answers) >= 1, 5, "the card's event answered")
+        for i in range(20):
+            markers.push(f"Stim/{i}", pylsl.local_clock())
+            sub.pump(0.1)
+        st = _status(sub, lambda st: any("none has matched" in w for w in st["warnings"]), 10, "no-match warning")
+        warning = next(w for w in st["warnings"] if "none has matched" in w)
+        assert "'Stim/" in warning and "[markers] events" in warning
+    assert [a["marker"]["value"] for a in sub.answers] == ["go/c1/1"]
+    amp.close()
+    markers.close()
