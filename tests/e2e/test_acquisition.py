@@ -64,18 +64,21 @@ def test_a_dying_acquisition_thread_ends_the_daemon_with_its_error_and_answers_i
     config = daemon_config(model, name, f"{name}-markers")
     with Subscriber(config.publish.endpoint, timeout=2.0) as sub:
         runner = running_daemon(config)
-        with playing(rec, name=name, source_id=name, wait_consumers=10), pytest.raises(BciStreamError) as err:
-            with runner as r:
-                sub.wait_for("status", timeout=15)
-                collect(sub, lambda m: len(m) >= 2, timeout=15)
-                pipeline = r.daemon.acquisition.pipeline
+        with (
+            playing(rec, name=name, source_id=name, wait_consumers=10),
+            pytest.raises(BciStreamError) as err,
+            runner as r,
+        ):
+            sub.wait_for("status", timeout=15)
+            collect(sub, lambda m: len(m) >= 2, timeout=15)
+            pipeline = r.daemon.acquisition.pipeline
 
-                def broken(*args, **kwargs):  # fault injection: a bug inside acquisition
-                    raise RuntimeError("boom in acquisition")
+            def broken(*args, **kwargs):  # fault injection: a bug inside acquisition
+                raise RuntimeError("boom in acquisition")
 
-                pipeline.push_samples = broken
-                r.thread.join(10)
-                assert not r.thread.is_alive()  # the daemon did not carry on without its worker
+            pipeline.push_samples = broken
+            r.thread.join(10)
+            assert not r.thread.is_alive()  # the daemon did not carry on without its worker
         assert "acquisition stopped" in str(err.value) and "boom" in str(err.value.__cause__)
         # the markers it had accepted were answered all the same
         d = r.daemon
