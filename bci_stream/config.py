@@ -108,11 +108,17 @@ class DaemonConfig(_Section):
     runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
 
 
-def _describe(err: Any) -> str:
-    loc = [str(p) for p in err["loc"]]
+def _describe(err: Any, example: str = "configs/daemon.toml", dotted: bool = False) -> str:
+    """One pydantic error as ``WHERE: RULE (got VALUE)``; shared with :mod:`training.config`.
+
+    ``dotted`` spells the key as TOML's dotted key (``train.lr``) instead of ``[train] lr``.
+    """
+    loc = [str(p) for p in err["loc"] if not str(p).startswith("function-after")]
     where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (f"[{loc[0]}]" if loc else "top level")
+    if dotted:
+        where = ".".join(loc) or "top level"
     if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key (check the spelling; see configs/daemon.toml)"
+        return f"{where}: unknown key (check the spelling; see {example})"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"{where}: {err['msg']}{shown}"

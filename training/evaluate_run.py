@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from bci_stream.errors import ConfigError
+
 from .evaluate import jsonable
-from .runs import ConfigError
 
 TEST_NOTE = (
     "Split evaluated: the held-out test split of the run (whole images drawn before any training), never used for "
