@@ -1,7 +1,8 @@
 """One loader for every ``bci-train`` config: TOML read in one place, validated by a strict pydantic model.
 
 Every config model derives from :class:`Strict` (``extra="forbid"``: a mistyped key is refused, not ignored), and
-every error is a :class:`bci_stream.errors.ConfigError` that names the file, the key (TOML's dotted spelling,
+every error is a :class:`bci_stream.errors.ConfigError` (:class:`training.errors.SettingError` for a
+broken rule) that names the file, the key (TOML's dotted spelling,
 ``train.lr``), the value found and the rule broken, through the daemon's own formatter
 (:func:`bci_stream.config._describe`), so the two sides word their errors alike.
 
@@ -21,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from bci_stream.config import _describe
 from bci_stream.errors import ConfigError
 
-from .errors import ConfigFileNotFoundError
+from .errors import ConfigFileNotFoundError, SettingError
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -38,6 +39,21 @@ class StrictFrozen(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def strict_model_of(dc: type, name: str) -> type[Strict]:
+    """A :class:`Strict` table with the fields, types and defaults of the dataclass ``dc`` (one source of truth)."""
+    import dataclasses
+    import typing
+
+    from pydantic import create_model
+
+    hints = typing.get_type_hints(dc)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(dc):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        fields[f.name] = (hints[f.name], default)
+    return create_model(name, __base__=Strict, **fields)
+
+
 def read_toml(path: str | Path, *, what: str = "config") -> dict[str, Any]:
     """The tables of a TOML file; :class:`ConfigError` names the file when it is missing or not TOML."""
     path = Path(path)
@@ -49,18 +65,21 @@ def read_toml(path: str | Path, *, what: str = "config") -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
 
 
-def validate(model: type[M], raw: Mapping[str, Any], *, source: str, example: str) -> M:
-    """``model`` validated from ``raw``; every problem in one :class:`ConfigError` (file, key, value, rule)."""
+def validate(model: type[M], raw: Mapping[str, Any], *, source: str, example: str, what: str = "config") -> M:
+    """``model`` validated from ``raw``; every problem in one :class:`SettingError` (file, key, value, rule).
+
+    ``source`` is the file (or ``<mapping>``), ``what`` the kind of config (``run config``, ``sweep config``).
+    """
     try:
         return model.model_validate(dict(raw))
     except ValidationError as exc:
-        problems = "; ".join(_describe(e, example=example, dotted=True) for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from None
+        problems = "; ".join(_describe(e, example=example, dotted=True, what=what) for e in exc.errors())
+        raise SettingError(f"{source}: {problems}") from None
 
 
 def load(model: type[M], path: str | Path, *, example: str, what: str = "config") -> M:
     """Read the TOML file ``path`` and validate it as ``model`` (see :func:`read_toml`, :func:`validate`)."""
-    return validate(model, read_toml(path, what=what), source=str(path), example=example)
+    return validate(model, read_toml(path, what=what), source=str(path), example=example, what=what)
 
 
-__all__ = ["Strict", "StrictFrozen", "load", "read_toml", "validate"]
+__all__ = ["Strict", "StrictFrozen", "load", "read_toml", "strict_model_of", "validate"]

@@ -37,6 +37,7 @@ import numpy as np
 from bci_stream.epochs import Marker
 from bci_stream.recordings import Recording
 
+from .errors import SettingError, TrainingDataError
 from .teachers import PrecomputedTeacher
 
 #: The 40 EEG-ImageNet classes (Spampinato et al. 2017) in WordNet-id order: (wnid, name, superclass).
@@ -105,7 +106,7 @@ def class_order() -> list[tuple[str, str, str]]:
 def select_classes(n_classes: int) -> list[tuple[str, str, str]]:
     """The first ``n_classes`` of :func:`class_order` (2 ≤ n ≤ 40)."""
     if not 2 <= n_classes <= len(EEG_IMAGENET_CLASSES):
-        raise ValueError(f"n_classes must be 2 … {len(EEG_IMAGENET_CLASSES)}, got {n_classes}")
+        raise SettingError(f"n_classes must be 2 … {len(EEG_IMAGENET_CLASSES)}, got {n_classes}")
     return class_order()[:n_classes]
 
 
@@ -316,9 +317,9 @@ def synthesize(
         class-independent VEP amplitude, all in µV.
     """
     if seconds < FIRST_STIMULUS + 1.0:
-        raise ValueError(f"seconds must be at least {FIRST_STIMULUS + 1.0:g}, got {seconds}")
+        raise SettingError(f"seconds must be at least {FIRST_STIMULUS + 1.0:g}, got {seconds}")
     if images_per_class < 1:
-        raise ValueError(f"images_per_class must be ≥ 1, got {images_per_class}")
+        raise SettingError(f"images_per_class must be ≥ 1, got {images_per_class}")
     world = _world(world_seed, float(image_spread))
     subj = subject_params(subject, world_seed)
     chosen = select_classes(n_classes)
@@ -447,7 +448,7 @@ def write_fif(recording: Recording, path: str | Path) -> Path:
     import mne
 
     if recording.units != "V":
-        raise ValueError(f"write_fif expects samples in volts, got {recording.units!r}")
+        raise TrainingDataError(f"write_fif expects samples in volts, got {recording.units!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = mne.create_info(recording.ch_names, recording.sfreq, recording.ch_types, verbose="error")
