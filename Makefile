@@ -35,10 +35,10 @@ lint: $(STAMP)
 
 models: $(STAMP)
 	$(BIN)/bci-train models --out-dir exported
-	$(BIN)/bci-train valence --config configs/train-valence-synth.toml --threads 1 export --synth --out exported/valence-synth.onnx
+	$(BIN)/bci-train valence export --config configs/train-valence-synth.toml --threads 1 --synth --out exported/valence-synth.onnx
 
 bench: $(STAMP)
-	$(BIN)/bci-stream bench --model exported/cogninet-synth.onnx
+	$(BIN)/bci-stream bench exported/cogninet-synth.onnx
 
 clean:
 	rm -rf build runs .pytest_cache .mypy_cache .ruff_cache
