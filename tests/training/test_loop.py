@@ -110,7 +110,7 @@ def test_every_command_that_trains_goes_through_the_one_loop(tmp_path, capsys):
                 "--hidden",
                 "4",
             ]
-        ),  # fmt: skip
+        ),
         "models": lambda: (
             build(
                 SynthRecipe(
@@ -126,7 +126,7 @@ def test_every_command_that_trains_goes_through_the_one_loop(tmp_path, capsys):
                 tmp_path,
             )
             and 0
-        ),  # fmt: skip
+        ),
         "sweep": lambda: main(["sweep", "--config", str(sweep_cfg), "--out", str(tmp_path / "sweep.md")]),
         "few-labels": lambda: (
             few_labels_check(
@@ -137,7 +137,7 @@ def test_every_command_that_trains_goes_through_the_one_loop(tmp_path, capsys):
                 }
             )
             and 0
-        ),  # fmt: skip
+        ),
         "unseen": lambda: main(
             [
                 "unseen",
@@ -154,18 +154,26 @@ def test_every_command_that_trains_goes_through_the_one_loop(tmp_path, capsys):
                 "--shots",
                 "2",
             ]
-        ),  # fmt: skip
+        ),
         "valence": lambda: main(
             ["valence", "fit", "--config", str(valence_cfg), "--synth", "--out", str(tmp_path / "v.pt")]
-        ),  # fmt: skip
+        ),
     }
     with loop.observe(Recorder()) as rec:
         for label, run in commands.items():
             rec.label = label
             assert run() == 0, label
     capsys.readouterr()
-    expected = {"fit": {"fit"}, "evaluate --loso": {"loso"}, "distil": {"distil"}, "models": {"distil"},
-                "sweep": {"distil"}, "few-labels": {"distil"}, "unseen": {"distil"}, "valence": {"valence"}}  # fmt: skip
+    expected = {
+        "fit": {"fit"},
+        "evaluate --loso": {"loso"},
+        "distil": {"distil"},
+        "models": {"distil"},
+        "sweep": {"distil"},
+        "few-labels": {"distil"},
+        "unseen": {"distil"},
+        "valence": {"valence"},
+    }
     assert {label: set(names) for label, names in rec.fits.items()} == expected
     for label in commands:
         assert rec.steps[label] > 0 and rec.ends[label] == len(rec.fits[label]), label
@@ -223,13 +231,13 @@ def test_a_bug_inside_training_exits_1_with_its_traceback_a_user_error_exits_2_i
             VALENCE.replace("steps = 3", "step = 3"),
             ["valence", "fit", "--synth", "--out", "m.pt", "--config"],
             "fit.step",
-        ),  # fmt: skip
+        ),
         (
             "valence",
             VALENCE.replace("[synth]", "[synthetic]"),
             ["valence", "fit", "--synth", "--out", "m.pt", "--config"],
             "synthetic",
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_a_mistyped_key_in_each_kind_of_config_is_refused_naming_file_and_key(tmp_path, capsys, kind, text, argv, key):
