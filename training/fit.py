@@ -172,6 +172,7 @@ MODEL_SOURCES = (
     "bci_stream/signal.py",
     "training/export.py",
     "training/fit.py",
+    "training/loop.py",
     "training/losses.py",
     "training/models.py",
     "training/students.py",
@@ -383,12 +384,6 @@ def _train(
     version: str,
     data_description: str | None,
 ) -> TrainResult:
-    import torch
-
-    from . import losses
-    from .loop import Batch, IndexBatches, LoopConfig, fit_model
-    from .students import build_student
-
     t_start = time.perf_counter()
     if epochs < 1:
         raise SettingError(f"epochs must be >= 1, got {epochs}")
@@ -400,51 +395,28 @@ def _train(
     data = cut_epochs(recs, input_spec, prep0, events=events, label_regex=label_regex, image_regex=image_regex)
     if isinstance(teacher, (str, Path)):
         teacher = PrecomputedTeacher.load(teacher)
-    loss = loss or ("kd-supervised" if teacher is not None else "ce")
-    if loss not in losses.LOSSES:
-        raise SettingError(f"unknown loss {loss!r}; known: {', '.join(losses.LOSSES)}")
-    if loss != "ce" and teacher is None:
-        raise SettingError(f"loss {loss!r} needs a teacher")
-
+    loss = _loss_name(loss, teacher)
     classes, y = class_index(data.labels, teacher)
-
     train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=val_fraction, seed=seed)
     if len(val_idx) == 0:
         raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
     norm = fit_channel_normalization(data.X[train_idx])
     X = normalize(data.X, norm).astype(np.float32)
     t_logits = teacher.lookup(data.groups, classes) if teacher is not None else None
-
     n_out = len(classes)
     log.info(
         "data: %d epochs (%d dropped) from %d recording(s), %d classes, split by %s: %d train / %d validation",
         len(y), data.n_dropped, len(recs), n_out, data.split_unit, len(train_idx), len(val_idx),
     )  # fmt: skip
 
-    torch.manual_seed(seed)
     options = {
         "hidden": hidden, "n_layers": n_layers, "dropout": dropout, "n_features": n_features, "pooling": pooling
     }  # fmt: skip
-    model = build_student(student, len(input_spec.channels), n_out, n_times, input_spec.sfreq, **options)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    Tt = torch.from_numpy(t_logits) if t_logits is not None else None
-
-    def batch_loss(out: torch.Tensor, batch: Batch) -> torch.Tensor:
-        if loss == "ce":
-            return torch.nn.functional.cross_entropy(out, batch.y)
-        assert batch.teacher is not None
-        if loss == "kd-supervised":
-            return losses.kd_supervised(out, batch.teacher, batch.y, temperature, ce_weight)
-        if loss == "kd-unsupervised":
-            return losses.kd_unsupervised(out, batch.teacher, temperature)
-        return losses.l2_logits(out, batch.teacher)
-
-    # the shipped models were built in this ("generator") order: one permutation per epoch from one generator
-    train = IndexBatches(Xt, yt, train_idx, batch_size=batch_size, seed=seed, teacher=Tt, order="generator")
-    val = Batch(X[val_idx], yt[val_idx], None if Tt is None else Tt[val_idx], index=val_idx)
-    fitted = fit_model(model, train, val, loss=batch_loss, config=LoopConfig(epochs=epochs, lr=lr), name="distil")
-    history = [{**row, "seconds": s} for row, s in zip(fitted.history, fitted.state.epoch_seconds, strict=True)]
-    val_out = fitted.state.last_val_outputs
+    model, history, val_out = _fit_student(
+        X, y, t_logits, train_idx, val_idx, student=student, options=options, n_out=n_out, input_spec=input_spec,
+        loss=loss, temperature=temperature, ce_weight=ce_weight, epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed,
+    )  # fmt: skip
 
     val_pred = val_out.numpy().argmax(1)  # the model after the last epoch, in eval mode
     n_val_correct = int((val_pred == y[val_idx]).sum())
@@ -487,21 +459,65 @@ def _train(
             "split": f"by-{data.split_unit}",
             "val_fraction": val_fraction,
             # no timings in the card: the same seed must give the same file (make models rebuilds bit for bit)
-            "metrics": {
-                k: (float(f"{v:.6g}") if isinstance(v, float) else v)
-                for k, v in metrics.items()
-                if k != "train_seconds"
-            },
+            "metrics": {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in metrics.items()
+                        if k != "train_seconds"},
             "code_version": code_version(),
             "seed": seed,
         },
-    )
+    )  # fmt: skip
     log.info(
         "done: val acc %.3f (chance %.3f, p %.2g), train acc %.3f, %.1f s",
         metrics["val_accuracy"], chance, metrics["p_value_binomial"], metrics["train_accuracy"],
         metrics["train_seconds"],
     )  # fmt: skip
     return TrainResult(model, card, metrics, history, classes, train_idx, val_idx)
+
+
+def _loss_name(loss: str | None, teacher: PrecomputedTeacher | None) -> str:
+    """The loss asked for, checked (default: supervised KD with a teacher, cross-entropy without)."""
+    from . import losses
+
+    loss = loss or ("kd-supervised" if teacher is not None else "ce")
+    if loss not in losses.LOSSES:
+        raise SettingError(f"unknown loss {loss!r}; known: {', '.join(losses.LOSSES)}")
+    if loss != "ce" and teacher is None:
+        raise SettingError(f"loss {loss!r} needs a teacher")
+    return loss
+
+
+def _fit_student(
+    X: np.ndarray, y: np.ndarray, t_logits: np.ndarray | None, train_idx: np.ndarray, val_idx: np.ndarray, *,
+    student: str, options: dict[str, Any], n_out: int, input_spec: InputSpec, loss: str, temperature: float,
+    ce_weight: float, epochs: int, batch_size: int, lr: float, seed: int,
+) -> tuple[Any, list[dict[str, float]], Any]:  # fmt: skip
+    """A fresh student trained through the one loop; (model, history with seconds, last validation outputs)."""
+    import torch
+
+    from . import losses
+    from .loop import Batch, IndexBatches, LoopConfig, fit_model
+    from .students import build_student
+
+    torch.manual_seed(seed)
+    model = build_student(student, len(input_spec.channels), n_out, input_spec.n_times, input_spec.sfreq, **options)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    Tt = torch.from_numpy(t_logits) if t_logits is not None else None
+
+    def batch_loss(out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if loss == "ce":
+            return torch.nn.functional.cross_entropy(out, batch.y)
+        assert batch.teacher is not None
+        if loss == "kd-supervised":
+            return losses.kd_supervised(out, batch.teacher, batch.y, temperature, ce_weight)
+        if loss == "kd-unsupervised":
+            return losses.kd_unsupervised(out, batch.teacher, temperature)
+        return losses.l2_logits(out, batch.teacher)
+
+    # the shipped models were built in this ("generator") order: one permutation per epoch from one generator
+    train = IndexBatches(Xt, yt, train_idx, batch_size=batch_size, seed=seed, teacher=Tt, order="generator")
+    val = Batch(X[val_idx], yt[val_idx], None if Tt is None else Tt[val_idx], index=val_idx)
+    fitted = fit_model(model, train, val, loss=batch_loss, config=LoopConfig(epochs=epochs, lr=lr), name="distil")
+    history = [{**row, "seconds": s} for row, s in zip(fitted.history, fitted.state.epoch_seconds, strict=True)]
+    return fitted.model, history, fitted.state.last_val_outputs
 
 
 def normalized_epochs(
