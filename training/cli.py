@@ -24,11 +24,13 @@ Exit status: 0 done; 2 a :class:`~bci_stream.errors.BciStreamError` (a user can 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bci_stream.cli_common import HelpFormatter, SubcommandParser, setup_logging, verbosity_parser, warn_deprecated
 from bci_stream.errors import BciStreamError, ConfigError
@@ -191,6 +193,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .evaluate import jsonable
     from .sweep import write_sweep
 
     result = write_sweep(_config_arg(args, "sweep"), args.out)
@@ -198,14 +201,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         cells = {t: {" / ".join(k for k in key if k): {"accuracy": c.accuracy, "chance": c.chance,
                                                       "accuracies": c.accuracies} for key, c in table.items()}
                  for t, table in result.cells.items()}  # fmt: skip
-        few = None if result.few_labels is None else vars(result.few_labels)
-        print(json.dumps({"cells": cells, "few_labels": few}, indent=2))
+        few = None if result.few_labels is None else dataclasses.asdict(result.few_labels)
+        print(json.dumps({"cells": cells, "few_labels": few}, indent=2, default=jsonable))
         return 0
     print(result.markdown)
     return 0
 
 
 def _cmd_unseen(args: argparse.Namespace) -> int:
+    from .evaluate import jsonable
     from .unseen import unseen_classes
 
     result = unseen_classes(
@@ -220,7 +224,7 @@ def _cmd_unseen(args: argparse.Namespace) -> int:
         train={"epochs": args.epochs},
     )
     text = result.table()
-    print(json.dumps(vars(result), indent=2) if args.json else text)
+    print(json.dumps(dataclasses.asdict(result), indent=2, default=jsonable) if args.json else text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("# Unseen classes (synthetic)\n\n" + text + "\n")
@@ -228,7 +232,6 @@ def _cmd_unseen(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX
     from .valence.cli import add_valence_parser
 
     parser = argparse.ArgumentParser(prog="bci-train", description="Offline side of bci-stream.",
@@ -236,23 +239,15 @@ def build_parser() -> argparse.ArgumentParser:
     # every subcommand: the same -v/-q and help with defaults (bci_stream.cli_common)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
     add_valence_parser(sub)
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    _add_study_commands(sub)
+    return parser
 
-    p = sub.add_parser(
-        "evaluate",
-        help="a run folder (RUN/evaluation.md) or EEG-ImageNet: accuracy with chance, permutation p, confound probes",
-    )
-    p.add_argument("run", type=Path, nargs="?", default=None,
-                   help="a finished run folder of 'bci-train fit': its validation split (optimistic), RUN/evaluation.md")  # fmt: skip
-    p.add_argument("--eeg-imagenet", type=Path, default=None, help="eeg_*_std.pth file (a local, trusted file)")
-    p.add_argument("--splits", type=Path, help="block_splits_by_image_all.pth; checked for leaks")
-    p.add_argument("--split", type=int, default=0, help="which split of --splits gives the test set")
-    p.add_argument("--logits", type=Path, help=".npy logits of a model for the test trials (else probes only)")
-    p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
-    p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default runs/evaluate.md)")
-    p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value (>= 1000)")
-    p.add_argument("--loso", action="store_true", help="RUN: also retrain leaving one subject out at a time")
-    p.add_argument("--json", action="store_true", help="print the headline numbers as JSON only")
-    p.set_defaults(func=_cmd_evaluate)
+
+def _add_data_commands(sub: Any) -> None:
+    """synth, distil, models, bench: data, the shipped students and their speed."""
+    from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX
 
     p = sub.add_parser("synth", help="write a synthetic 128-channel recording (.fif) and its teacher (.teacher.npz)")
     p.add_argument("--out", required=True, type=Path, help="output .fif (the teacher goes beside it)")
@@ -297,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="threads per engine (default: the libraries' choice)")
     p.set_defaults(func=_cmd_bench)
 
+
+def _add_run_commands(sub: Any) -> None:
+    """fit, export, evaluate: config-driven runs and their honest evaluation."""
     p = sub.add_parser("fit", help="train a run from a TOML config (early stopping, checkpoints, report)")
     p.add_argument("--config", type=Path, default=None, help="run config, e.g. configs/train-synth.toml")
     p.add_argument(
@@ -313,6 +311,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output .onnx (default RUN/model.onnx)")
     p.set_defaults(func=_cmd_export)
 
+    p = sub.add_parser(
+        "evaluate",
+        help="a run folder (RUN/evaluation.md) or EEG-ImageNet: accuracy with chance, permutation p, confound probes",
+    )
+    p.add_argument("run", type=Path, nargs="?", default=None,
+                   help="a finished run folder of 'bci-train fit': its validation split (optimistic), RUN/evaluation.md")  # fmt: skip
+    p.add_argument("--eeg-imagenet", type=Path, default=None, help="eeg_*_std.pth file (a local, trusted file)")
+    p.add_argument("--splits", type=Path, help="block_splits_by_image_all.pth; checked for leaks")
+    p.add_argument("--split", type=int, default=0, help="which split of --splits gives the test set")
+    p.add_argument("--logits", type=Path, help=".npy logits of a model for the test trials (else probes only)")
+    p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
+    p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default runs/evaluate.md)")
+    p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value (>= 1000)")
+    p.add_argument("--loso", action="store_true", help="RUN: also retrain leaving one subject out at a time")
+    p.add_argument("--json", action="store_true", help="print the headline numbers as JSON only")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _add_study_commands(sub: Any) -> None:
+    """sweep, unseen: the paper's ablations and the unseen-classes protocol."""
     p = sub.add_parser("sweep", help="CogniNet ablations on synthetic data (temperature, depth, KL/L2, teachers)")
     p.add_argument("--config", type=Path, default=None, help="TOML config (see training/sweep.py)")
     p.add_argument(
@@ -335,7 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="also write the table (Markdown)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.set_defaults(func=_cmd_unseen)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
