@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# torch is pinned: the CPU build 2.13.0; an unpinned torch pulls several GB of CUDA wheels.
+# torch is pinned: the CPU build 2.13.0; an unpinned torch pulls several GB of CUDA wheels (revisit: pyproject.toml).
 TORCH  := torch==2.13.0
 
 DEMO_RECORDING := build/demo.fif
