@@ -254,3 +254,32 @@ def test_a_mistyped_key_in_each_kind_of_config_is_refused_naming_file_and_key(tm
     assert str(path) in message and key in message and "unknown" in message, message
     assert main([*argv, str(path)]) == 2  # and the CLI refuses it before training anything
     assert str(path) in capsys.readouterr().err
+
+
+def test_one_error_hierarchy_shared_with_bci_stream():
+    import ast
+
+    from bci_stream import errors
+    from training import errors as training_errors
+    from training import runs
+    from training.export import ExportError
+    from training.teachers import TeacherError
+    from training.valence.data import ValenceDataError
+
+    assert runs.ConfigError is errors.ConfigError  # no shadowing ConfigError of its own
+    for cls in (
+        training_errors.TrainingDataError,
+        training_errors.SettingError,
+        ValenceDataError,
+        TeacherError,
+        ExportError,
+        training_errors.ConfigFileNotFoundError,
+    ):
+        assert issubclass(cls, errors.BciStreamError), cls
+    defined = {
+        node.name
+        for path in (ROOT / "training").rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ClassDef)
+    }
+    assert "ConfigError" not in defined

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from bci_stream.card import ModelCard, read_card
+from bci_stream.errors import ConfigError
 from training.cli import main as cli_main
-from training.runs import ConfigError, export_run, fit_run, load_config
+from training.runs import export_run, fit_run, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
