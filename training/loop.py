@@ -127,7 +127,10 @@ class Callback:
         """After each optimiser step."""
 
     def on_epoch_end(self, state: LoopState, row: dict[str, float]) -> None:
-        """After each epoch, with its history row (``loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``)."""
+        """After each epoch, with its history row (``loss``, ``train_accuracy``, ``val_loss``, ``val_accuracy``).
+
+        The metrics hook: keys a callback adds to ``row`` go into the history (and the checkpoint).
+        """
 
     def on_fit_end(self, state: LoopState, model: Any) -> None:
         """After the last epoch of this call."""
@@ -274,10 +277,24 @@ def atomic_save(obj: Any, path: Path) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """A checkpoint of :func:`fit_model`, loaded with ``weights_only=True`` (no code runs on load)."""
+    """A checkpoint of :func:`fit_model`, loaded with ``weights_only=True`` (no code runs on load).
+
+    A checkpoint that needs unpickling (written before the one loop: NumPy and Python RNG states as objects) is
+    refused with :class:`~bci_stream.errors.ConfigError`: never unpickled.
+    """
+    import pickle
+
     import torch
 
-    return torch.load(path, weights_only=True)
+    from bci_stream.errors import ConfigError
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ConfigError(
+            f"{path}: holds pickled objects, which are never loaded (a checkpoint from before the one training loop); "
+            "start the run again in a new folder"
+        ) from exc
 
 
 _STATE_KEYS = ("epoch", "step", "history", "epoch_seconds", "best_state", "best_epoch", "best_val", "bad_epochs",

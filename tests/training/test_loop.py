@@ -283,3 +283,12 @@ def test_one_error_hierarchy_shared_with_bci_stream():
         if isinstance(node, ast.ClassDef)
     }
     assert "ConfigError" not in defined
+
+
+def test_a_checkpoint_that_needs_unpickling_is_refused_not_loaded(tmp_path):
+    from bci_stream.errors import ConfigError
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"epoch": 2, "rng": {"numpy": np.random.get_state()}}, path)  # the format before the one loop
+    with pytest.raises(ConfigError, match="never loaded"):
+        loop.load_checkpoint(path)
