@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# torch is pinned: the CPU build 2.13.0; an unpinned torch pulls several GB of CUDA wheels.
+# torch is pinned: the CPU build 2.13.0; an unpinned torch pulls several GB of CUDA wheels (revisit: pyproject.toml).
 TORCH  := torch==2.13.0
 
 DEMO_RECORDING := build/demo.fif
@@ -35,10 +35,10 @@ lint: $(STAMP)
 
 models: $(STAMP)
 	$(BIN)/bci-train models --out-dir exported
-	$(BIN)/bci-train valence --config configs/train-valence-synth.toml --threads 1 export --synth --out exported/valence-synth.onnx
+	$(BIN)/bci-train valence export --config configs/train-valence-synth.toml --threads 1 --synth --out exported/valence-synth.onnx
 
 bench: $(STAMP)
-	$(BIN)/bci-stream bench --model exported/cogninet-synth.onnx
+	$(BIN)/bci-stream bench exported/cogninet-synth.onnx
 
 clean:
 	rm -rf build runs .pytest_cache .mypy_cache .ruff_cache

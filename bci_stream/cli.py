@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_common import HelpFormatter, SubcommandParser, warn_deprecated
 from .errors import BciStreamError, StreamNotFoundError
 
 log = logging.getLogger("bci_stream")
@@ -168,7 +169,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config=args.config,
         speed=args.speed,
         timeout=args.timeout,
-        quiet=args.quiet,
+        quiet=args.verbose < 0,  # -q/--quiet (shared by every subcommand): only the summary line
         valence_model=args.valence_model,
     )
 
@@ -241,18 +242,25 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
+    model = args.model
+    if args.legacy_model is not None:  # bci-stream bench --model M: the spelling before the one CLI style
+        warn_deprecated("bci-stream bench --model M", "bci-stream bench M")
+        model = args.legacy_model
     seconds = 60.0 * args.minutes if args.minutes else args.seconds
     return run_bench(
-        model=args.model, repeats=args.repeats, batch_sizes=args.batch, out=args.out, seconds=seconds, rates=args.rates
+        model=model, repeats=args.repeats, batch_sizes=args.batch, out=args.out, seconds=seconds, rates=args.rates
     )
 
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bci-stream", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="bci-stream", description=__doc__.splitlines()[0] if __doc__ else None, formatter_class=HelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbose", help="warnings only")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # every subcommand: the same -v/-q (bci_stream.cli_common) and help that shows defaults
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
 
     run = sub.add_parser("run", help="serve a model on live LSL streams, publish over ZeroMQ")
     run.add_argument("--config", type=Path, default=None, help="daemon TOML config (default: built-in defaults)")
@@ -331,7 +339,6 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--valence-model", type=Path, help="also serve this band-power valence model")
     dm.add_argument("--speed", type=float, default=1.0)
     dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
-    dm.add_argument("--quiet", action="store_true", help="only the summary line")
     dm.set_defaults(func=cmd_demo)
 
     ins = sub.add_parser("inspect", help="show a model card, a recording's contents, or the LSL streams")
@@ -343,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     ins.set_defaults(func=cmd_inspect)
 
     bn = sub.add_parser("bench", help="measure inference time and the daemon's added latency on this machine")
-    bn.add_argument("--model", type=Path, default=Path("exported/cogninet-synth.onnx"))
+    bn.add_argument("model", type=Path, nargs="?", default=Path("exported/cogninet-synth.onnx"), help="ONNX model")
+    bn.add_argument("--model", type=Path, dest="legacy_model", help=argparse.SUPPRESS)  # deprecated spelling
     bn.add_argument("--repeats", type=int, default=100)
     bn.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     bn.add_argument("--out", type=Path, help="write results as JSON here")

@@ -166,11 +166,26 @@ class DaemonConfig(_Section):
     runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
 
 
-def _describe(err: Any) -> str:
-    loc = [str(p) if re.fullmatch(r"[\w-]+", str(p)) else repr(p) for p in err["loc"]]  # quote odd keys like ''
+def _describe(err: Any, example: str = "configs/daemon.toml", dotted: bool = False, what: str = "") -> str:
+    """One pydantic error as ``WHERE: RULE (got VALUE)``; shared with :mod:`training.config`.
+
+    ``dotted`` spells the key as TOML's dotted key (``train.lr``) instead of ``[train] lr`` (an unknown one as
+    ``train.lr: unknown [train] key``); ``what`` names the kind of config for a top-level unknown key
+    (``unknown sweep config key``).
+    """
+    # quote odd keys like ''
+    loc = [
+        str(p) if re.fullmatch(r"[\w-]+", str(p)) else repr(p)
+        for p in err["loc"]
+        if not str(p).startswith("function-after")
+    ]
     where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (f"[{loc[0]}]" if loc else "top level")
+    kind = f"{what} " if what else ""
+    if dotted:
+        where = ".".join(loc) or "top level"
+        kind = f"[{'.'.join(loc[:-1])}] " if len(loc) > 1 else kind  # a nested key: name its table
     if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key (check the spelling; see configs/daemon.toml)"
+        return f"{where}: unknown {kind}key (check the spelling; see {example})"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"{where}: {err['msg']}{shown}"

@@ -74,6 +74,8 @@ from bci_stream.card import FeatureSpec, Preprocessing
 from bci_stream.features import default_feature_spec, default_preprocessing, features_from_recording
 from bci_stream.recordings import Recording
 
+from ..errors import TrainingDataError
+
 log = logging.getLogger(__name__)
 
 #: DEAP's 32 EEG channels in file order (Geneva order).
@@ -101,7 +103,7 @@ LABEL_RATE = 4.0  # Hz, the synthetic label / teacher grid
 WORLD_SEED = 20180205
 
 
-class ValenceDataError(ValueError):
+class ValenceDataError(TrainingDataError):
     """Files or trials that cannot give a valence data set (the message names the file and the problem)."""
 
 
