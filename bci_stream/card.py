@@ -49,11 +49,15 @@ class Preprocessing(_Strict):
     """Causal filtering run over the continuous signal, then normalisation per epoch.
 
     ``bandpass`` is ``[low, high]`` in Hz (either may be null for a one-sided filter), ``notch`` the
-    line frequency in Hz or null. ``filter`` names the design: ``causal-butter-<order>``.
+    line frequency in Hz or null, ``notch_q`` the notch's quality factor (``scipy.signal.iirnotch``; -3 dB
+    bandwidth = notch / notch_q; cards without it were made with 30). ``filter`` names the band design:
+    ``causal-butter-<order>`` (``scipy.signal.butter``, second-order sections, run forward only).
+    The complete chain, with the sections themselves, is in the card's ``filters`` (see :class:`ModelCard`).
     """
 
     bandpass: tuple[float | None, float | None] | None = None
     notch: float | None = None
+    notch_q: float = Field(30.0, gt=0)
     filter: str = "causal-butter-4"
     normalization: Normalization = Field(default_factory=Normalization)
 
