@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, computed_field, model_validator
 
 from .errors import ModelCardError
 
@@ -128,7 +129,13 @@ class OutputSpec(_Strict):
 
 
 class ModelCard(_Strict):
-    """The card stored in an ONNX model; see DESIGN.md for the JSON layout."""
+    """The card stored in an ONNX model; see DESIGN.md for the JSON layout.
+
+    Its JSON also carries ``filters``, the complete preprocessing derived from the fields (every filter stage with
+    family, order, edges, notch Q, the scipy and MNE calls, the second-order sections at the card's rate, how they
+    are run): see :func:`bci_stream.signal.describe_preprocessing`. It is written into every card and checked when
+    a card is read (:meth:`from_json`); cards written before it existed load unchanged.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
@@ -140,6 +147,22 @@ class ModelCard(_Strict):
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     output: OutputSpec = Field(default_factory=OutputSpec)
     provenance: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # ``filters`` is derived from the other fields: dumped, never stored (see from_json for its check)
+        if isinstance(data, dict) and "filters" in data:
+            data = {k: v for k, v in data.items() if k != "filters"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The complete preprocessing a peer needs to rebuild it (derived; see the class docstring)."""
+        from .signal import describe_preprocessing  # signal builds on this module
+
+        return describe_preprocessing(self)
 
     @model_validator(mode="after")
     def _check(self) -> ModelCard:
@@ -161,8 +184,10 @@ class ModelCard(_Strict):
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<card>") -> ModelCard:
+        """Parse and validate a card; a ``filters`` section it carries must agree with the fields."""
         try:
-            return cls.model_validate(json.loads(text))
+            data = json.loads(text)
+            card = cls.model_validate(data)
         except json.JSONDecodeError as exc:
             raise ModelCardError(f"{source}: the model card is not valid JSON ({exc})") from exc
         except ValidationError as exc:
@@ -170,6 +195,34 @@ class ModelCard(_Strict):
                 f"{'.'.join(str(p) for p in err['loc']) or 'card'}: {err['msg']}" for err in exc.errors()
             )
             raise ModelCardError(f"{source}: invalid model card: {problems}") from exc
+        stored = data.get("filters") if isinstance(data, dict) else None
+        if stored is not None:
+            _check_sections(stored, card, source)
+        return card
+
+
+def _check_sections(stored: Any, card: ModelCard, source: str) -> None:
+    """Refuse a card whose stored second-order sections differ from those its fields design (edited by hand, or a
+    design that changed): the daemon filters with the latter, so the model would see other numbers than the card
+    promises."""
+    sections = stored.get("sections") if isinstance(stored, dict) else None
+    if not isinstance(sections, dict):
+        raise ModelCardError(f"{source}: invalid model card: filters.sections is missing or not an object")
+    derived = card.filters["sections"]
+    for rate, sos in sections.items():
+        try:
+            got = np.asarray(sos, dtype=np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ModelCardError(f"{source}: invalid model card: filters.sections[{rate!r}] is not numeric") from exc
+        want = np.asarray(derived.get(rate, []), dtype=np.float64)
+        scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+        if got.shape != want.shape or (want.size and float(np.max(np.abs(got - want))) > 1e-9 * scale):
+            raise ModelCardError(
+                f"{source}: the card's filters.sections at {rate} Hz (shape {got.shape}) differ from the sections "
+                f"its preprocessing fields design (shape {want.shape}: bandpass {card.preprocessing.bandpass}, "
+                f"notch {card.preprocessing.notch}, Q {card.preprocessing.notch_q}, {card.preprocessing.filter}); "
+                "fix the fields or re-export the model"
+            )
 
 
 def read_card(path: str | Path) -> ModelCard:

@@ -9,15 +9,20 @@ Arrays are laid out ``(n_samples, n_channels)``, as LSL delivers them.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
+import scipy
 from scipy import signal as sps
 
-from .card import InputSpec, Normalization, Preprocessing
+from .card import InputSpec, ModelCard, Normalization, Preprocessing
 from .errors import ModelCardError
+
+log = logging.getLogger(__name__)
 
 #: Anti-alias cutoff as a fraction of the model rate, used when the stream is faster than the model and the card
 #: has no low-pass of its own: below the model's Nyquist (0.5) with room for the Butterworth roll-off.
@@ -361,3 +366,56 @@ def softmax(logits: np.ndarray, axis: int = -1) -> np.ndarray:
     z = logits - logits.max(axis=axis, keepdims=True)
     e = np.exp(z)
     return np.asarray(e / e.sum(axis=axis, keepdims=True))
+
+
+def describe_preprocessing(card: ModelCard) -> dict[str, Any]:
+    """The card's complete preprocessing, as JSON-ready data a peer can rebuild with scipy or MNE alone.
+
+    Written into every card as ``filters`` (:attr:`bci_stream.card.ModelCard.filters`): the order of operations,
+    every filter stage with its family, order, edges and the scipy/MNE call that designs it, the anti-alias rule,
+    how the sections are run (forward only, state carried, initial state) and the second-order sections themselves
+    at the card's own rate (``input.sfreq``) for epoch models. Valence models filter at the stream's own rate, so
+    their card lists the stages and no sections.
+    """
+    spec, prep = card.input, card.preprocessing
+    stages = filter_stages(math.inf, prep, math.inf)  # every stage the card asks for, before any rate applies
+    sections: dict[str, list[list[float]]] = {}
+    if spec.features is None:
+        try:
+            sos = design_filter(spec.sfreq, prep, spec.sfreq)
+            sections[f"{spec.sfreq:g}"] = [] if sos is None else sos.tolist()
+        except (ValueError, ModelCardError) as exc:  # an inconsistent card is refused at run time by check_rate
+            log.debug("no sections at %g Hz for card %r: %s", spec.sfreq, card.name, exc)
+    rate = "the stream's own rate (features are not resampled)" if spec.features else "the stream's rate"
+    return {
+        "design": f"scipy.signal {scipy.__version__}",
+        "steps": [
+            "pick input.channels from the stream by name (exact, else case-insensitive)",
+            "scale samples to input.units",
+            "hold a non-finite sample at the channel's last finite value (epochs touching it are dropped)",
+            f"run the stages below, in order, causally at {rate}",
+            "epoch: the first sample is the stream sample nearest to marker + input.tmin, input.n_times samples; "
+            "when the stream rate differs from input.sfreq, linear interpolation of the filtered stream onto "
+            "marker + tmin + k / input.sfreq",
+            "normalization (per channel: (x - mean) / std), float32, input.layout",
+        ]
+        if spec.features is None
+        else [
+            "pick input.channels by name, scale to input.units, hold non-finite samples",
+            f"run the stages below, in order, causally at {rate}",
+            "then input.features (average reference, Welch band power): see bci_stream/features.py",
+        ],
+        "stages": [s.describe() for s in stages],
+        "anti_alias": {
+            "kind": "butterworth",
+            "order": prep.filter_order,
+            "cutoff_hz": ANTI_ALIAS_FRACTION * spec.sfreq,
+            "applies": "only when the stream is faster than input.sfreq and the card has no low-pass edge: the "
+            "Butterworth stage then gets this low-pass edge (band-pass [low, cutoff] or low-pass [cutoff])",
+        },
+        "apply": "scipy.signal.sosfilt(sos, x, axis=0, zi=zi) on (n_samples, n_channels) chunks, forward only, "
+        "zi carried from chunk to chunk, sos = the stages' sections stacked in order",
+        "initial_state": "zi = scipy.signal.sosfilt_zi(sos)[:, :, None] * x[0][None, None, :] (as if the signal had "
+        "been constant at its first sample); reset after a stream gap",
+        "sections": sections,
+    }
