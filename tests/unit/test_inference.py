@@ -10,13 +10,16 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 
+from bci_stream.card import read_card
 from bci_stream.config import ModelSection, load_config
 from bci_stream.errors import ConfigError, InferenceError
 from bci_stream.inference import CPU, CUDA, OnnxModel, SessionSettings, cache_key, default_cache_dir
 from tests.support import make_linear_model
+from training.export import ExportError, held_out_set, quantize_if_agrees
 
 SHIPPED = Path(__file__).parents[2] / "exported" / "cogninet-synth.onnx"
 CHANNELS = ["Fp1", "Fp2", "Cz", "Pz"]
@@ -166,3 +169,80 @@ def test_io_binding_gives_the_same_outputs(linear, n):
     bound = OnnxModel(linear, "cpu", SessionSettings(io_binding=True)).run(x)
     np.testing.assert_array_equal(bound, OnnxModel(linear, "cpu").run(x))
     assert bound.shape == (n, 3)
+
+
+# --------------------------------------------------------------------------- int8 quantisation at export (issue 8)
+
+
+def _labelled(path: Path, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    x = batch(n, 50, 4, seed=seed)
+    y = OnnxModel(path, "cpu").run(x).argmax(axis=1)
+    y[:10] = (y[:10] + 1) % 3  # some errors, so accuracy is not trivially 1
+    return x, y
+
+
+def test_quantized_model_kept_when_it_agrees(linear, tmp_path):
+    float_path = tmp_path / "m.onnx"
+    float_path.write_bytes(linear.read_bytes())
+    x, y = _labelled(float_path, 300, seed=11)
+    report = quantize_if_agrees(float_path, x, y, min_agreement=0.9, held_out="300 random epochs")
+    assert report.kept and report.path == tmp_path / "m.int8.onnx"
+    assert report.agreement >= 0.9 and report.n_epochs == 300
+    assert report.float_accuracy == pytest.approx(290 / 300)
+    int8 = OnnxModel(report.path, "cpu")  # a carded model the daemon loads
+    ops = {n.op_type for n in onnx.load(str(report.path)).graph.node}
+    assert ops & {"DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLinear"}, ops
+    for card in (int8.card, read_card(float_path)):  # recorded in both cards
+        q = card.provenance["quantization"]
+        assert q["kept"] is True and q["top1_agreement"] == round(report.agreement, 6)
+        assert q["float_accuracy"] == round(290 / 300, 6) and q["int8_accuracy"] == round(report.int8_accuracy, 6)
+        assert q["chance_level"] == round(report.chance_level, 6) and q["held_out"] == "300 random epochs"
+    assert int8.card.provenance == {**read_card(linear).provenance, "quantization": q}
+    np.testing.assert_allclose(int8.run(x[:5]), OnnxModel(float_path, "cpu").run(x[:5]), atol=0.05)
+
+
+def test_quantized_model_refused_when_it_disagrees(tmp_path):
+    # two classes whose weights differ by less than one int8 step: quantisation decides between them by rounding
+    w = np.random.default_rng(3).standard_normal((4, 1)).astype(np.float32)
+    weights = np.hstack([w, w + 1e-4 * np.random.default_rng(4).standard_normal((4, 1)).astype(np.float32)])
+    path = make_linear_model(tmp_path / "tie.onnx", channels=CHANNELS, sfreq=100.0, n_times=50, classes=["a", "b"],
+                             weights=weights)  # fmt: skip
+    (tmp_path / "tie.int8.onnx").write_bytes(b"an int8 model of an earlier export")
+    report = quantize_if_agrees(path, batch(200, 50, 4, seed=5), min_agreement=0.999)
+    assert not report.kept and report.path is None and report.agreement < 0.999
+    assert not (tmp_path / "tie.int8.onnx").exists()  # the stale one is gone too
+    assert not list(tmp_path.glob(".*tmp"))
+    q = read_card(path).provenance["quantization"]
+    assert q["kept"] is False and q["file"] is None and q["float_accuracy"] is None
+
+
+def test_quantize_needs_held_out_epochs(linear, tmp_path):
+    with pytest.raises(ExportError, match="no held-out epochs"):
+        quantize_if_agrees(linear, np.zeros((0, 50, 4), np.float32), out=tmp_path / "q.onnx")
+
+
+def test_held_out_set_cuts_and_labels_recordings_as_the_card_says(linear, tmp_path):
+    from bci_stream.epochs import Marker
+    from bci_stream.recordings import Recording
+
+    card = read_card(linear)
+    card = card.model_copy(
+        update={
+            "provenance": {
+                "events": "^stim/",
+                "labels": {"regex": r"stim/(?P<label>[^/]+)/", "classes": ["c", "a", "b"]},
+            }
+        }
+    )
+    values = ["stim/a/1", "stim/b/2", "other", "stim/zzz/3", "stim/c/4"]
+    rec = Recording(
+        data=np.random.default_rng(0).standard_normal((1200, 4)) * 1e-5,
+        sfreq=100.0,
+        ch_names=["Pz", "Cz", "Fp2", "Fp1"],  # another order: picked by name
+        ch_types=["eeg"] * 4,
+        markers=[Marker(v, 1.0 + 2.0 * i) for i, v in enumerate(values)],
+    )
+    x, y = held_out_set(card, [rec, rec])
+    assert x.shape == (8, 50, 4) and x.dtype == np.float32
+    assert y.tolist() == [1, 2, -1, 0] * 2  # "other" is not an event; "zzz" is not a class
+    np.testing.assert_allclose(x[0], rec.data[100:150][:, [3, 2, 1, 0]], rtol=1e-6)  # card: no filter, no norm
