@@ -143,6 +143,17 @@ def _providers_for(choice: str, settings: SessionSettings) -> list[Any]:
     return [(CUDA, settings.cuda_options()), CPU] if CUDA in available else [CPU]
 
 
+#: Optimised models kept in the cache folder; the least recently written go first.
+CACHE_ENTRIES = 64
+
+
+def _prune(cache: Path, keep: int) -> None:
+    """Delete all but the ``keep`` newest cache entries (a reader that loses the race rebuilds its entry)."""
+    entries = sorted(cache.glob("*-ort*.onnx"), key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
+
+
 def cache_key(sha256: str, provider: str, settings: SessionSettings) -> str:
     """File name of a cached optimised model: what the optimised graph depends on.
 
@@ -241,6 +252,7 @@ class OnnxModel:
                 os.replace(tmp, target)  # atomic: a concurrent reader never sees half a file
                 self.cache_path = target
                 log.info("optimised model saved to %s", target)
+                _prune(cache, keep=CACHE_ENTRIES)
         except OSError as exc:
             log.warning("could not save the optimised model to %s (%s)", cache, exc)
         finally:

@@ -7,6 +7,7 @@ no timing asserts (the numbers live in scripts/bench_ort.py).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -246,3 +247,16 @@ def test_held_out_set_cuts_and_labels_recordings_as_the_card_says(linear, tmp_pa
     assert x.shape == (8, 50, 4) and x.dtype == np.float32
     assert y.tolist() == [1, 2, -1, 0] * 2  # "other" is not an event; "zzz" is not a class
     np.testing.assert_allclose(x[0], rec.data[100:150][:, [3, 2, 1, 0]], rtol=1e-6)  # card: no filter, no norm
+
+
+def test_cache_keeps_only_the_newest_entries(linear, tmp_path, monkeypatch):
+    import bci_stream.inference as inference
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for i in range(3):
+        (cache / f"{i:032d}-ort0-cpu-all-x.onnx").write_bytes(b"old")
+        os.utime(cache / f"{i:032d}-ort0-cpu-all-x.onnx", ns=(i * 10**9, i * 10**9))
+    monkeypatch.setattr(inference, "CACHE_ENTRIES", 2)
+    model = OnnxModel(linear, "cpu", SessionSettings(cache_dir=cache))
+    assert sorted(p.name for p in cache.iterdir()) == sorted([model.cache_path.name, f"{2:032d}-ort0-cpu-all-x.onnx"])
