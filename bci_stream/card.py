@@ -204,24 +204,29 @@ class ModelCard(_Strict):
 def _check_sections(stored: Any, card: ModelCard, source: str) -> None:
     """Refuse a card whose stored second-order sections differ from those its fields design (edited by hand, or a
     design that changed): the daemon filters with the latter, so the model would see other numbers than the card
-    promises."""
+    promises. Sections may be listed for any stream rate (Hz, the key); each is compared with the design there."""
+    from .signal import design_filter  # signal builds on this module
+
     sections = stored.get("sections") if isinstance(stored, dict) else None
     if not isinstance(sections, dict):
         raise ModelCardError(f"{source}: invalid model card: filters.sections is missing or not an object")
-    derived = card.filters["sections"]
+    prep = card.preprocessing
     for rate, sos in sections.items():
         try:
             got = np.asarray(sos, dtype=np.float64)
-        except (TypeError, ValueError) as exc:
-            raise ModelCardError(f"{source}: invalid model card: filters.sections[{rate!r}] is not numeric") from exc
-        want = np.asarray(derived.get(rate, []), dtype=np.float64)
+            designed = design_filter(float(rate), prep, card.input.sfreq)
+        except (TypeError, ValueError, ModelCardError) as exc:
+            raise ModelCardError(
+                f"{source}: invalid model card: filters.sections[{rate!r}] is not a rate with numeric sections the "
+                f"card's preprocessing can be designed at ({exc})"
+            ) from exc
+        want = np.zeros((0,)) if designed is None else designed
         scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
         if got.shape != want.shape or (want.size and float(np.max(np.abs(got - want))) > 1e-9 * scale):
             raise ModelCardError(
                 f"{source}: the card's filters.sections at {rate} Hz (shape {got.shape}) differ from the sections "
-                f"its preprocessing fields design (shape {want.shape}: bandpass {card.preprocessing.bandpass}, "
-                f"notch {card.preprocessing.notch}, Q {card.preprocessing.notch_q}, {card.preprocessing.filter}); "
-                "fix the fields or re-export the model"
+                f"its preprocessing fields design (shape {want.shape}: bandpass {prep.bandpass}, notch "
+                f"{prep.notch}, Q {prep.notch_q}, {prep.filter}); fix the fields or re-export the model"
             )
 
 

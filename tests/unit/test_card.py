@@ -378,3 +378,19 @@ def test_edited_sections_are_refused():
     d["filters"]["sections"] = "nope"
     with pytest.raises(ModelCardError, match=r"filters\.sections"):
         ModelCard.from_json(json.dumps(d), source="m.onnx")
+
+
+def test_sections_listed_at_another_stream_rate_are_checked_there():
+    from bci_stream.signal import design_filter  # the reference a peer compares with
+
+    d = json.loads(ModelCard.from_json(json.dumps(card_dict())).to_json())
+    card = ModelCard.from_json(json.dumps(card_dict()))
+    d["filters"]["sections"]["2000"] = design_filter(2000.0, card.preprocessing, 1000.0).tolist()
+    assert ModelCard.from_json(json.dumps(d)) == card
+    d["filters"]["sections"]["2000"] = d["filters"]["sections"]["1000"]  # the 1 kHz design is wrong at 2 kHz
+    with pytest.raises(ModelCardError, match="at 2000 Hz"):
+        ModelCard.from_json(json.dumps(d))
+    del d["filters"]["sections"]["2000"]
+    d["filters"]["sections"]["fast"] = []
+    with pytest.raises(ModelCardError, match=r"filters\.sections\['fast'\]"):
+        ModelCard.from_json(json.dumps(d))
