@@ -5,8 +5,8 @@ The only module that talks to onnxruntime; its errors are translated into
 
 Tuning for this job (one small model, one epoch every ~20 ms at RSVP rates, :class:`SessionSettings`): one
 intra-op thread and no spinning on the CPU by default — ONNX Runtime's defaults (a thread per core, spinning
-between runs) take ~3× the CPU at 50 inferences/s for no gain in p99 on 2 cores (scripts/bench_ort.py gives the
-numbers); graph optimisation ``ORT_ENABLE_ALL`` with the optimised graph cached on disk, keyed by model sha256,
+between runs) took 2.3× the CPU per inference at 50 inferences/s on 2 cores, with a worse p99 too
+(scripts/bench_ort.py measures it); graph optimisation ``ORT_ENABLE_ALL`` with the optimised graph cached on disk, keyed by model sha256,
 ONNX Runtime version, provider, optimisation level and machine, so later starts skip the optimisation; CUDA with
 its own options (``cudnn_conv_algo_search``, arena growth, device) when present.
 """
@@ -75,10 +75,11 @@ class SessionSettings:
         Graph optimisation level; "all" (``ORT_ENABLE_ALL``) by default.
     cache_dir : Path or None
         Where the optimised model is saved and reused (None: not cached). Entries are keyed by the model's
-        sha256, the ONNX Runtime version, the provider, the optimisation level and the machine architecture.
+        sha256, the ONNX Runtime version, the provider, the optimisation level and the machine (arch and host).
     io_binding : bool
         Run through an ``IOBinding`` (inputs bound in place, outputs allocated by ONNX Runtime). Off by default:
-        on the CPU it does not help this model (scripts/bench_ort.py); on CUDA it saves one output copy.
+        on the CPU it did not help the shipped model (scripts/bench_ort.py); on CUDA, scripts/gpu_check.sh
+        measures both ways.
     cuda_device_id, cudnn_conv_algo_search, cuda_arena_extend_strategy, cuda_mem_limit_mb
         CUDA provider options: the device; ``HEURISTIC`` conv algorithm search (``EXHAUSTIVE``, ORT's default,
         benchmarks every new input shape on first use, which a varying batch size would pay live);
