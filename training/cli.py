@@ -155,6 +155,8 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .runs import export_run
 
+    if args.quantize and not args.held_out:
+        raise BciStreamError("--quantize needs held-out recordings the run never saw: add --held-out REC [REC ...]")
     path = export_run(args.run, args.out)
     print(path)
     if args.quantize:  # int8 beside it, kept only when it agrees (training/export.py)
