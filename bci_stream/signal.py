@@ -411,7 +411,8 @@ def describe_preprocessing(card: ModelCard) -> dict[str, Any]:
             "order": prep.filter_order,
             "cutoff_hz": ANTI_ALIAS_FRACTION * spec.sfreq,
             "applies": "only when the stream is faster than input.sfreq and the card has no low-pass edge: the "
-            "Butterworth stage then gets this low-pass edge (band-pass [low, cutoff] or low-pass [cutoff])",
+            "Butterworth stage then gets this low-pass edge (high-pass [low] becomes band-pass [low, cutoff]; "
+            "without a band, a low-pass [cutoff] becomes the first stage, before the notch)",
         },
         "apply": "scipy.signal.sosfilt(sos, x, axis=0, zi=zi) on (n_samples, n_channels) chunks, forward only, "
         "zi carried from chunk to chunk, sos = the stages' sections stacked in order",
