@@ -13,6 +13,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Literal
 
 import numpy as np
@@ -420,3 +421,78 @@ def describe_preprocessing(card: ModelCard) -> dict[str, Any]:
         "been constant at its first sample); reset after a stream gap",
         "sections": sections,
     }
+
+
+# ------------------------------------------------------------------------------- polyphase resampling (optional)
+#
+# Not used by the epocher today: it interpolates linearly onto the model grid after the causal low-pass that
+# :func:`design_filter` guarantees below the model's Nyquist. This is the drop-in for a stream whose rate is close
+# to the model's (e.g. 512 -> 500 Hz), where linear interpolation loses high frequencies. How the epocher would
+# call it: take i0 = the stream sample nearest to marker + tmin (as the same-rate path does), wait until sample
+# i0 + need + after exists (``need, before, after = polyphase_span(...)``; ``after`` / sfreq_in s of extra
+# latency), check gaps and finiteness over [i0 - before, i0 + need + after), and return
+# ``resample_epoch(buf.data[i0 - before : i0 + need + after], sfreq_in, sfreq_out, n_times)``.
+
+
+def polyphase_factors(sfreq_in: float, sfreq_out: float, *, max_factor: int = 1000) -> tuple[int, int]:
+    """``(up, down)``, coprime, with ``up / down == sfreq_out / sfreq_in`` (to 1e-9) and both <= ``max_factor``.
+
+    Raises
+    ------
+    ModelCardError
+        When the rates have no such ratio (e.g. 1000 Hz and 333.3333 Hz): resample by interpolation instead.
+    """
+    if sfreq_in <= 0 or sfreq_out <= 0:
+        raise ModelCardError(f"rates must be > 0 Hz, got {sfreq_in:g} and {sfreq_out:g}")
+    ratio = sfreq_out / sfreq_in
+    frac = Fraction(ratio).limit_denominator(max_factor)
+    up, down = frac.numerator, frac.denominator
+    if up > max_factor or abs(up / down - ratio) > 1e-9 * ratio:
+        raise ModelCardError(
+            f"{sfreq_in:g} Hz -> {sfreq_out:g} Hz is not a ratio of integers up to {max_factor}; "
+            "polyphase resampling cannot do it exactly"
+        )
+    return up, down
+
+
+def polyphase_span(sfreq_in: float, sfreq_out: float, n_times: int) -> tuple[int, int, int]:
+    """Stream samples :func:`resample_epoch` needs: ``(need, before, after)``.
+
+    ``need`` covers the epoch itself; ``before`` and ``after`` the FIR half-length of ``scipy.signal.resample_poly``
+    (10 × max(up, down) taps at the up-sampled rate) on each side, ``before`` rounded up to a multiple of ``down``
+    so that an output sample falls exactly on the epoch's first stream sample.
+    """
+    up, down = polyphase_factors(sfreq_in, sfreq_out)
+    half = math.ceil(10 * max(up, down) / up)
+    need = math.ceil((n_times - 1) * down / up) + 1
+    return need, math.ceil(half / down) * down, half
+
+
+def resample_epoch(segment: np.ndarray, sfreq_in: float, sfreq_out: float, n_times: int) -> np.ndarray:
+    """Polyphase-resample one epoch (``scipy.signal.resample_poly``, Kaiser window β = 5, zero phase).
+
+    Parameters
+    ----------
+    segment : ndarray (before + need + after, n_channels)
+        Stream samples from ``before`` samples ahead of the epoch's first sample (:func:`polyphase_span`).
+    sfreq_in, sfreq_out : float
+        Stream and model rates (Hz).
+    n_times : int
+        Samples wanted at ``sfreq_out``.
+
+    Returns
+    -------
+    ndarray (n_times, n_channels)
+        The epoch on the model grid, its first sample at the time of the segment's sample ``before``.
+    """
+    up, down = polyphase_factors(sfreq_in, sfreq_out)
+    need, before, after = polyphase_span(sfreq_in, sfreq_out, n_times)
+    x = np.asarray(segment, dtype=np.float64)
+    if x.ndim != 2 or len(x) != before + need + after:
+        raise ValueError(
+            f"segment must be ({before + need + after}, n_channels) = {before} before + {need} + {after} after, "
+            f"got shape {x.shape}"
+        )
+    y = sps.resample_poly(x, up, down, axis=0, window=("kaiser", 5.0))
+    start = before * up // down
+    return np.asarray(y[start : start + n_times])

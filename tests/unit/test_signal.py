@@ -21,6 +21,9 @@ from bci_stream.signal import (
     filter_stages,
     fit_channel_normalization,
     normalize,
+    polyphase_factors,
+    polyphase_span,
+    resample_epoch,
     softmax,
     unit_scale,
     volts_per_unit,
@@ -543,3 +546,42 @@ def test_faster_stream_always_low_passed_below_model_nyquist(stream, model, prep
     _, h = sps.sosfreqz(design_filter(stream, prep, model), worN=freqs, fs=stream)
     assert np.all(np.abs(h) < 0.72)
     assert np.all(np.diff(np.abs(h)) < 1e-12)
+
+
+# --------------------------------------------------------------------------- polyphase resampling (pure function)
+
+
+def _tone(freq: float, n: int, fs: float, t0: float = 0.0) -> np.ndarray:
+    return np.sin(2 * np.pi * freq * (t0 + np.arange(n) / fs))[:, None] * np.array([1.0, -2.0])
+
+
+@pytest.mark.parametrize(
+    ("fs_in", "fs_out", "freq"), [(1000.0, 250.0, 30.0), (512.0, 500.0, 95.0), (250.0, 1000.0, 40.0)]
+)
+def test_resample_epoch_keeps_pass_band_tone_on_model_grid(fs_in, fs_out, freq):
+    n_times = 100
+    need, before, after = polyphase_span(fs_in, fs_out, n_times)
+    t0 = 0.3  # the epoch's first stream sample
+    segment = _tone(freq, before + need + after, fs_in, t0 - before / fs_in)
+    got = resample_epoch(segment, fs_in, fs_out, n_times)
+    np.testing.assert_allclose(got, _tone(freq, n_times, fs_out, t0), atol=5e-3)
+
+
+def test_resample_epoch_removes_what_would_alias_where_interpolation_does_not():
+    fs_in, fs_out, n_times = 1000.0, 250.0, 100
+    need, before, after = polyphase_span(fs_in, fs_out, n_times)
+    segment = _tone(200.0, before + need + after, fs_in)  # above the 125 Hz model Nyquist: would fold to 50 Hz
+    assert np.max(np.abs(resample_epoch(segment, fs_in, fs_out, n_times))) < 0.02
+    grid = (before + np.arange(n_times) * 4) / fs_in
+    linear = np.interp(grid, np.arange(len(segment)) / fs_in, segment[:, 0])
+    assert np.max(np.abs(linear)) > 0.5  # what the epocher relies on the causal low-pass to prevent
+
+
+def test_polyphase_factors_and_refusals():
+    assert polyphase_factors(1000.0, 250.0) == (1, 4)
+    assert polyphase_factors(512.0, 500.0) == (125, 128)
+    assert polyphase_factors(250.0, 1000.0) == (4, 1)
+    with pytest.raises(ModelCardError, match=r"333.333 Hz is not a ratio"):
+        polyphase_factors(1000.0, 333.3333)
+    with pytest.raises(ValueError, match=r"segment must be \(\d+, n_channels\)"):
+        resample_epoch(np.zeros((10, 2)), 1000.0, 250.0, 100)
