@@ -92,6 +92,15 @@ class ModelSection(_Section):
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     max_batch: int = Field(16, ge=1, le=1024)
     top_k: int = Field(5, ge=1)
+    # ONNX Runtime tuning (bci_stream.inference.SessionSettings documents each; defaults measured for this job)
+    intra_op_threads: int = Field(1, ge=0, description="threads inside one operator; 0 = one per core")
+    inter_op_threads: int = Field(1, ge=0, description="threads across operators; 0 = ONNX Runtime's default")
+    allow_spinning: bool = Field(False, description="let idle ONNX Runtime threads busy-wait between runs")
+    io_binding: bool = Field(False, description="run through an ONNX Runtime IOBinding")
+    cache_optimized: bool = Field(True, description="save the optimised graph and reuse it at the next start")
+    cache_dir: Path | None = Field(None, description="optimised-model cache; default ~/.cache/bci-stream/onnxruntime")
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
+    cuda_device_id: int = Field(0, ge=0)
 
 
 def marker_rules(

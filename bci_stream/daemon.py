@@ -29,7 +29,7 @@ from .config import DEFAULT_EVENTS, DaemonConfig, StreamSelector, marker_rules
 from .epochs import Drop, DropReason, Epoch, Marker
 from .errors import BciStreamError, ModelCardError
 from .features import FeatureContext, FeaturePipeline
-from .inference import OnnxModel
+from .inference import OnnxModel, SessionSettings
 from .messages import Counts, MarkerInfo, ModelInfo, Prediction, Status, StreamStatus, Timing, Valence, Window
 from .messages import Drop as DropMessage
 from .pipeline import EpochPipeline
@@ -125,11 +125,13 @@ class Daemon:
     def start(self) -> None:
         """Load the models, bind the publisher, wait for both streams, check them against the card, start pulling."""
         cfg = self.config
-        self.model = OnnxModel(cfg.model.path, cfg.model.provider)
+        settings = SessionSettings.from_config(cfg.model)
+        self.model = OnnxModel(cfg.model.path, cfg.model.provider, settings)
+        self.model.warm_up(repeats=1, batch_sizes=range(1, cfg.model.max_batch + 1))  # every batch size it may run
         warm_ms = self.model.warm_up()
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
         if cfg.model.valence is not None:
-            self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider)
+            self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider, settings)
             if self.valence_model.card.task != "valence":
                 raise ModelCardError(
                     f"[model] valence = {str(cfg.model.valence)!r} is a {self.valence_model.card.task!r} model; "

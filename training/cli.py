@@ -188,7 +188,15 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .runs import export_run
 
-    print(export_run(args.run, args.out))
+    if args.quantize and not args.held_out:
+        raise BciStreamError("--quantize needs held-out recordings the run never saw: add --held-out REC [REC ...]")
+    path = export_run(args.run, args.out)
+    print(path)
+    if args.quantize:  # int8 beside it, kept only when it agrees (training/export.py)
+        from .export import quantize_with_recordings
+
+        report = quantize_with_recordings(path, args.held_out or [], min_agreement=args.min_agreement)
+        print(json.dumps(report.record(), indent=2))
     return 0
 
 
@@ -309,6 +317,9 @@ def _add_run_commands(sub: Any) -> None:
     p = sub.add_parser("export", help="export a run's best model to ONNX with its card (parity checked)")
     p.add_argument("run", type=Path, help="run folder (card.json + model.pt)")
     p.add_argument("--out", type=Path, default=None, help="output .onnx (default RUN/model.onnx)")
+    p.add_argument("--quantize", action="store_true", help="also write NAME.int8.onnx if it agrees on --held-out")
+    p.add_argument("--held-out", type=Path, nargs="+", metavar="REC", help="held-out recordings for --quantize")
+    p.add_argument("--min-agreement", type=float, default=0.98, help="int8 vs float top-1 agreement (default 0.98)")
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
