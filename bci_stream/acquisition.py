@@ -417,9 +417,12 @@ class Acquisition:
         open_: Callable[[pylsl.StreamInfo], None],
     ) -> None:
         old_uid = current.description.uid if current is not None else ""
-        fresh = [i for i in visible if i.uid() != old_uid]
+        old_source = current.description.source_id if current is not None else ""
+        # A stream back under the same source_id is picked up by liblsl itself (recover=True) on the inlet we
+        # keep pulling; opening a second inlet for it would only lose the samples of the switch.
+        fresh = [i for i in visible if i.uid() != old_uid and not (old_source and i.source_id() == old_source)]
         if not fresh:
-            return  # liblsl itself picks the same outlet up again (recover=True) if it comes back
+            return
         info = max(fresh, key=lambda i: i.created_at())
         try:
             open_(info)
