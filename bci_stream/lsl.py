@@ -11,6 +11,7 @@ back under the same source_id; :class:`StreamWatch` finds it when it comes back 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -203,11 +204,18 @@ def _open_inlet(
     The first clock-offset estimate blocks for a while, so it is taken here, before data flows: taken
     inside the first pull it would let the inlet buffer overflow (samples lost, then dejitter bends the
     timestamps of what follows).
+
+    A stream from this very machine shares its LSL clock, so its offset is 0 by definition: measuring it
+    would only add noise (hundreds of µs under load, enough to move a window by a sample).
     """
+    same_host = info.hostname() == socket.gethostname()
+    if same_host:
+        flags &= ~pylsl.proc_clocksync
     try:
         inlet = pylsl.StreamInlet(info, max_buflen=max(1, int(buffer_seconds)), recover=True, processing_flags=flags)
         full = inlet.info(timeout=open_timeout)
-        inlet.time_correction(timeout=open_timeout)
+        if not same_host:
+            inlet.time_correction(timeout=open_timeout)
         inlet.open_stream(timeout=open_timeout)
     except (pylsl.util.TimeoutError, pylsl.util.LostError) as exc:
         raise StreamLostError(

@@ -360,7 +360,7 @@ def check_accounting(sub: Sub, sent: list[tuple[str, float]], events: str = "sti
     got = [(a["marker"]["value"], a["marker"]["time"]) for a in sub.answers]
     assert len(got) == len(expected), f"{len(got)} answers for {len(expected)} markers"
     for (gv, gt), (ev, et) in zip(got, expected, strict=True):
-        assert gv == ev and abs(gt - et) < 1e-3, f"answer {gv!r}@{gt} out of order (expected {ev!r}@{et})"
+        assert gv == ev and abs(gt - et) < 1e-6, f"answer {gv!r}@{gt} out of order (expected {ev!r}@{et})"
     for topic in ("prediction", "drop"):
         seqs = [a["seq"] for a in sub.answers if a["topic"] == topic]
         assert seqs == list(range(len(seqs))), f"{topic} seq not contiguous: {seqs[:10]}"
@@ -431,7 +431,7 @@ def run_scenario(
             todo.pop(0)[1]()
         while now >= next_marker:
             # a sub-sample offset: the epoch must start at the nearest sample
-            t = next_marker + 0.1 / amp.sfreq
+            t = next_marker + 0.3 / amp.sfreq
             markers.push(value(i), t)
             i += 1
             next_marker += every
@@ -491,7 +491,7 @@ def check_slice(answers: list[dict[str, Any]], sent: list[tuple[str, float]]) ->
     got = [(a["marker"]["value"], a["marker"]["time"]) for a in answers]
     assert len(got) == len(expected), f"{len(got)} answers for {len(expected)} markers"
     for (gv, gt), (ev, et) in zip(got, expected, strict=True):
-        assert gv == ev and abs(gt - et) < 1e-3, f"answer {gv!r}@{gt} out of order (expected {ev!r}@{et})"
+        assert gv == ev and abs(gt - et) < 1e-6, f"answer {gv!r}@{gt} out of order (expected {ev!r}@{et})"
     for topic in ("prediction", "drop"):
         seqs = [a["seq"] for a in answers if a["topic"] == topic]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))) if seqs else True, f"{topic} seq: {seqs[:10]}"

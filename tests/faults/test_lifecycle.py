@@ -75,6 +75,8 @@ def test_until_idle_stops_with_exit_0_once_the_eeg_ends_and_answers_everything(t
         amp.start()
         markers.wait_for_consumer()
         wait_streaming(sub)
+        ready = pylsl.local_clock()
+        sub.wait(lambda s: pylsl.local_clock() > ready + 0.6, 5, "0.6 s of EEG buffered")
         for i in range(3):
             markers.push(f"stim/c1/{i}", pylsl.local_clock() - 0.3)
         markers.push("stim/c1/never-complete", pylsl.local_clock() + 0.2)
@@ -82,7 +84,7 @@ def test_until_idle_stops_with_exit_0_once_the_eeg_ends_and_answers_everything(t
         assert d.wait_exit(15) == 0
         sub.wait(lambda s: len(s.answers) >= 4, 5, "every marker answered")
     answers = check_accounting(sub, markers.sent)
-    assert [a["topic"] for a in answers] == ["prediction"] * 3 + ["drop"]
+    assert [a["topic"] for a in answers] == ["prediction"] * 3 + ["drop"], [a.get("detail") for a in answers]
     assert answers[-1]["reason"] == "shutdown"
     amp.close()
     markers.close()

@@ -87,7 +87,7 @@ def test_out_of_order_markers_are_answered_in_arrival_order_with_exact_windows(r
     rig.sub.pump(0.1)
     now = pylsl.local_clock()
     for dt in (0.30, 0.10, 0.20, 0.05):  # the stimulus PC sends them shuffled
-        rig.markers.push(f"stim/c1/shuffled-{dt}", now - dt + 0.1 / rig.amp.sfreq)
+        rig.markers.push(f"stim/c1/shuffled-{dt}", now - dt + 0.3 / rig.amp.sfreq)
     answers, sent = rig.settle(mark)
     check_slice(answers, sent)
     assert check_windows(answers, rig.amp) == 4
@@ -119,7 +119,7 @@ def test_markers_as_the_world_sends_them_latin1_empty_and_100_kb(rig):
     mark = rig.mark()
     ignored_before = rig.sub.statuses[-1]["counts"]["ignored_markers"]
     rig.sub.pump(0.1)
-    t = pylsl.local_clock() - 0.2 + 0.1 / rig.amp.sfreq
+    t = pylsl.local_clock() - 0.2 + 0.3 / rig.amp.sfreq
     rig.markers.push(b"stim/c1/caf\xe9-latin1", t)
     rig.markers.push(b"", t + 0.01)
     rig.markers.push("stim/c1/" + "x" * 100_000, t + 0.02)
