@@ -104,6 +104,10 @@ class InputSpec(_Strict):
     channels: list[str] = Field(min_length=1)
     units: Literal["V", "mV", "uV"] = "V"
     features: FeatureSpec | None = None
+    #: Optional (issue 11): the markers the model was trained on (regex, ``re.search``) and the regex whose
+    #: ``label`` group names a marker's class, so a daemon can serve the model without extra flags.
+    events: str | None = None
+    label: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> InputSpec:
