@@ -124,6 +124,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         quiet=args.quiet,
         valence_model=args.valence_model,
+        offline=args.offline_accuracy,
     )
 
 
@@ -224,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--speed", type=float, default=1.0)
     dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
     dm.add_argument("--quiet", action="store_true", help="only the summary line")
+    dm.add_argument("--offline-accuracy", action="store_true",
+                    help="also score the model on the recording cut offline (offline_accuracy= in the summary)")  # fmt: skip
     dm.set_defaults(func=cmd_demo)
 
     ins = sub.add_parser("inspect", help="show a model card, a recording's contents, or the LSL streams")
