@@ -15,6 +15,9 @@ N170_DATA      ?= ../shared/data/n170
 N170_TRAIN     := $(foreach r,1 2 3 4 5,$(N170_DATA)/sub-01_ses-01_run-0$(r)_eeg.fif)
 N170_DEMO      := data/n170/sub-01_ses-01_run-06_eeg.fif
 N170_MODEL     := exported/n170-faces-houses.onnx
+# the shortlist: the two students that beat chance on subject 02 (bci-train crossval table, issue 11 note);
+# crossval on runs 1-5 picks the better one and --export retrains it on all five runs
+N170_STUDENT   := eegnet,eegnet+bal
 N170_RECIPE    := --events '^stim/' --label 'stim/(?P<label>face|house)' --tmin 0 --tmax 0.8 --bandpass 1 30 \
                   --reject-uv 150 --split by-recording --baseline xdawn --epochs 20 --seed 0
 

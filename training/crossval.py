@@ -12,8 +12,9 @@ honest split for a block design such as the EEGLAB tutorial file) and ``shuffled
 the protocol that lets slow drifts and blocks leak, for comparison).
 
 Metrics per model: accuracy and ROC AUC (mean over folds), the per-fold values, and a label-permutation p-value:
-the labels are permuted *within each test fold* (the trained models and their predictions stay fixed) and the
-pooled accuracy recomputed, ``p = (1 + #{perm >= observed}) / (1 + n_permutations)``. It tests whether the
+the labels are permuted *within each test fold* (the trained models and their predictions stay fixed; with
+``by-block`` whole blocks' labels are permuted, since trials of a block are not exchangeable) and the pooled
+accuracy recomputed, ``p = (1 + #{perm >= observed}) / (1 + n_permutations)``. It tests whether the
 predictions carry information about the labels; it does not retrain under permuted labels (too costly on two
 cores), so it does not cover a pipeline that learns a bias from the training labels' order — the split does.
 """
@@ -204,15 +205,35 @@ def _auc(y: np.ndarray, proba: np.ndarray) -> float | None:
 
 
 def permutation_p(
-    y: np.ndarray, pred: np.ndarray, folds: Sequence[tuple[np.ndarray, np.ndarray]], n_permutations: int, seed: int
+    y: np.ndarray,
+    pred: np.ndarray,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    n_permutations: int,
+    seed: int,
+    units: np.ndarray | None = None,
 ) -> float:
-    """p of the pooled accuracy under labels permuted within each test fold (predictions fixed)."""
+    """p of the pooled accuracy under labels permuted within each test fold (predictions fixed).
+
+    ``units`` (one id per trial, e.g. the blocks of a block design) permutes whole units' labels among the units
+    of a test fold instead of single trials: trials of one block are not exchangeable, and permuting them one by
+    one would make p far too small.
+    """
     rng = np.random.default_rng(seed)
     tests = [np.asarray(te) for _, te in folds]
     observed = sum(int((pred[te] == y[te]).sum()) for te in tests)
+    plans = []
+    for te in tests:
+        if units is None:
+            plans.append((te, None, None))
+        else:
+            ids, first, inverse = np.unique(units[te], return_index=True, return_inverse=True)
+            plans.append((te, y[te][first], inverse))
     hits = 0
     for _ in range(n_permutations):
-        k = sum(int((pred[te] == rng.permutation(y[te])).sum()) for te in tests)
+        k = 0
+        for te, unit_labels, inverse in plans:
+            perm = rng.permutation(y[te]) if unit_labels is None else rng.permutation(unit_labels)[inverse]
+            k += int((pred[te] == perm).sum())
         hits += k >= observed
     return (1 + hits) / (1 + n_permutations)
 
@@ -268,7 +289,9 @@ def evaluate(
         out[name] = {
             "accuracy": float(np.mean([r["accuracy"] for r in fold_rows])),
             "auc": float(np.mean(aucs)) if aucs else None,
-            "p_value": permutation_p(data.y, pred, folds, n_permutations, seed),
+            "p_value": permutation_p(
+                data.y, pred, folds, n_permutations, seed, units=block_ids(data) if split == "by-block" else None
+            ),  # fmt: skip
             "folds": fold_rows,
         }
     return out
@@ -348,7 +371,8 @@ def write_results(out: str | Path, result: CrossvalResult, *, command: str, data
         f"- artefact rejection: {'none' if reject_uv is None else f'training folds only, peak-to-peak >= {reject_uv:g} µV'}"
         "; test folds keep every epoch (the live service scores them all)",
         "- normalisation and every fit inside the fold; fixed training length, no selection on the test fold",
-        f"- p: labels permuted within each test fold ({n_permutations} permutations), predictions fixed; "
+        f"- p: labels permuted within each test fold ({n_permutations} permutations"
+        f"{'; whole blocks, not trials' if result.split == 'by-block' else ''}), predictions fixed; "
         "pooled accuracy compared with the observed one",
         "",
     ]

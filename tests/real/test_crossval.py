@@ -107,3 +107,13 @@ def test_student_flags_parse_and_unknown_ones_are_refused() -> None:
         StudentSpec.parse("eegnet+mixup")
     with pytest.raises(ValueError, match="unknown student"):
         StudentSpec.parse("resnet")
+
+
+def test_block_permutation_is_coarser_than_trial_permutation() -> None:
+    # 4 blocks of 10 trials, two per class, one test fold: a block-level "hit" is only 1 in 6 label arrangements
+    y = np.repeat([0, 1, 0, 1], 10)
+    units = np.repeat([0, 1, 2, 3], 10)
+    folds = [(np.zeros(0, dtype=int), np.arange(40))]
+    trial_p = permutation_p(y, y.copy(), folds, 500, 0)
+    block_p = permutation_p(y, y.copy(), folds, 500, 0, units=units)
+    assert trial_p < 0.01 and block_p > 0.1
