@@ -226,7 +226,7 @@ def permutation_p(
         if units is None:
             plans.append((te, None, None))
         else:
-            ids, first, inverse = np.unique(units[te], return_index=True, return_inverse=True)
+            _, first, inverse = np.unique(units[te], return_index=True, return_inverse=True)
             plans.append((te, y[te][first], inverse))
     hits = 0
     for _ in range(n_permutations):
@@ -291,7 +291,7 @@ def evaluate(
             "auc": float(np.mean(aucs)) if aucs else None,
             "p_value": permutation_p(
                 data.y, pred, folds, n_permutations, seed, units=block_ids(data) if split == "by-block" else None
-            ),  # fmt: skip
+            ),
             "folds": fold_rows,
         }
     return out
