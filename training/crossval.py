@@ -403,7 +403,7 @@ def _plot(path: Path, result: CrossvalResult) -> None:
 
     names = list(result.models)
     fold_names = [r["fold"] for r in result.models[names[0]]["folds"]]
-    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(fold_names) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(fold_names) + 2) + 2, 4))
     width = 0.8 / len(names)
     for i, name in enumerate(names):
         accs = [r["accuracy"] for r in result.models[name]["folds"]]
@@ -414,7 +414,7 @@ def _plot(path: Path, result: CrossvalResult) -> None:
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1)
     ax.set_title(f"per-fold accuracy ({result.split}, {result.n_trials} trials)")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
