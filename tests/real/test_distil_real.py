@@ -62,3 +62,13 @@ def test_card_provenance_is_versions_not_source_hashes(eeglab, tmp_path: Path, f
                  "--tmax", "0.3", "--out", str(out), *TINY]) == 0  # fmt: skip
     version = read_card(out).provenance["code_version"]
     assert "sha256" not in str(version) and "torch" in str(version) and "numpy" in str(version)
+
+
+def test_label_map_turns_marker_values_into_named_classes(eeglab, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(["distil", "--recording", str(eeglab), "--events", "^square", "--event-fields", "position",
+                 "--label-map", "square/position=1=left,square/position=2=right", "--tmax", "0.3",
+                 "--out", str(out), *TINY]) == 0  # fmt: skip
+    card = read_card(out)
+    assert card.output.classes == ["left", "right"]
+    assert card.provenance["labels"]["regex"] == "^(?P<label>square/position=1|square/position=2)$"  # type: ignore[index]
