@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-# torch is pinned: the CPU build 2.13.0; an unpinned torch pulls several GB of CUDA wheels.
+# torch is pinned: the CPU build 2.13.0; an unpinned torch pulls several GB of CUDA wheels (revisit: pyproject.toml).
 TORCH  := torch==2.13.0
 
 DEMO_RECORDING := build/demo.fif
@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[train,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,dev,dashboard]"
 	@touch $(STAMP)
 
 demo: $(STAMP)
@@ -38,7 +38,7 @@ demo: $(STAMP)
 	    --valence-model exported/valence-synth.onnx --config configs/daemon.toml
 
 demo-real: $(STAMP)
-	$(BIN)/bci-stream demo --recording $(N170_DEMO) --model $(N170_MODEL) --config configs/daemon-n170.toml \
+	$(BIN)/bci-stream demo --recording $(N170_DEMO) --model $(N170_MODEL) --config configs/daemon.toml \
 	    --speed 4 --offline-accuracy
 
 test: $(STAMP)
@@ -51,12 +51,12 @@ lint: $(STAMP)
 
 models: $(STAMP)
 	$(BIN)/bci-train models --out-dir exported
-	$(BIN)/bci-train valence --config configs/train-valence-synth.toml --threads 1 export --synth --out exported/valence-synth.onnx
+	$(BIN)/bci-train valence export --config configs/train-valence-synth.toml --threads 1 --synth --out exported/valence-synth.onnx
 	$(BIN)/bci-train crossval --recordings $(N170_TRAIN) $(N170_RECIPE) --students $(N170_STUDENT) \
 	    --out build/n170-crossval --export $(N170_MODEL)
 
 bench: $(STAMP)
-	$(BIN)/bci-stream bench --model exported/cogninet-synth.onnx
+	$(BIN)/bci-stream bench exported/cogninet-synth.onnx
 
 clean:
 	rm -rf build runs .pytest_cache .mypy_cache .ruff_cache

@@ -4,31 +4,37 @@ Two measurements, both on the real parts:
 
 1. ONNX Runtime inference of the model per batch size (median and p99 per batch, and per epoch).
 2. The live path: a synthetic stream shaped like the model's card (its channels, its rate) played
-   over LSL in real time with a marker every 0.25 s, the daemon in a thread, a ZeroMQ subscriber;
-   reports the added latency (publish − arrival of the epoch's last sample) p50/p99, and the time
-   from the window's end on the LSL clock to publish (which includes LSL transport and chunking).
+   over LSL in real time at 2 and at 50 markers/s (overlapping epochs) into a real ``bci-stream run``
+   process, and a plain ZeroMQ subscriber: latency past the window end as a client sees it
+   (p50/p99/max), missing or duplicated answers, the daemon's CPU use and memory (RSS at start and
+   end; ``--minutes`` makes it a soak run).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import zmq
 
-from .client import Subscriber, SubscriberTimeout
-from .config import load_config
-from .daemon import DaemonThread
 from .demo import free_tcp_endpoint
 from .epochs import Marker
+from .errors import BciStreamError
 from .inference import OnnxModel
-from .messages import Prediction
+from .lsl import local_clock as lsl_clock
 from .recordings import Recording
 from .replay import Player
 
@@ -54,74 +60,135 @@ def inference_times(model: OnnxModel, batch_sizes: list[int], repeats: int) -> l
     return rows
 
 
-def live_latency(model_path: Path, seconds: float = 20.0, marker_interval: float = 0.25) -> dict[str, Any]:
-    """Play a synthetic stream matching the card in real time through the daemon; latency percentiles."""
-    model = OnnxModel(model_path, "auto")
+def _proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _bench_recording(model: OnnxModel, seconds: float, rate: float) -> Recording:
     spec = model.card.input
     rng = np.random.default_rng(1)
-    n = int(seconds * spec.sfreq)
-    data = rng.standard_normal((n, len(spec.channels))) * 10e-6
-    onsets = np.arange(1.0, seconds - spec.duration - abs(spec.tmin) - 0.5, marker_interval)
-    cls = model.classes[0].split(" ", 1)[0]
-    markers = [Marker(f"stim/{cls}/bench_{i}", float(t)) for i, t in enumerate(onsets)]
-    rec = Recording(data, spec.sfreq, list(spec.channels), ["eeg"] * len(spec.channels), "V", markers, "<bench>")
+    n = int((seconds + 3.0) * spec.sfreq)
+    data = (rng.standard_normal((n, len(spec.channels))) * 10e-6).astype(np.float32)
+    onsets = np.arange(1.0, seconds + 1.0, 1.0 / rate)  # at 50/s the 0.44 s epochs overlap 22-fold
+    classes = [c.split(" ", 1)[0] for c in model.classes]
+    markers = [Marker(f"stim/{classes[i % len(classes)]}/bench_{i}", float(t)) for i, t in enumerate(onsets)]
+    return Recording(data, spec.sfreq, list(spec.channels), ["eeg"] * len(spec.channels), "V", markers, "<bench>")
+
+
+def live_latency(model_path: Path, seconds: float = 20.0, rate: float = 2.0) -> dict[str, Any]:
+    """Replay a card-shaped stream in real time through a real ``bci-stream run`` process; measure it.
+
+    Latency is what a client sees: subscriber receive time − (marker time + tmin + n_times / sfreq),
+    on the LSL clock (one machine). CPU and memory are the daemon process's own, from /proc.
+    """
+    model = OnnxModel(model_path, "auto")
+    spec = model.card.input
+    rec = _bench_recording(model, seconds, rate)
     name = f"bench-{uuid.uuid4().hex[:8]}"
-    config = load_config(
-        None,
-        {
-            "model": {"path": str(model_path)},
-            "eeg": {"source_id": name},
-            "markers": {"source_id": f"{name}-markers"},
-            "publish": {"endpoint": free_tcp_endpoint()},
-            "runtime": {"wait": 15.0},
-        },
-    )
-    runner = DaemonThread(config)
-    got: list[Prediction] = []
-    with Subscriber(config.publish.endpoint, ["prediction", "drop", "status"], timeout=2.0) as sub:
-        runner.start()
-        try:
-            sub.wait_for("status", timeout=30)
-            player = Player(rec, name=name, source_id=name, speed=1.0, wait_consumers=10)
-            player.start()
-            play = threading.Thread(target=player.run, name="replay", daemon=True)
-            play.start()
-            deadline = time.monotonic() + seconds + 15
-            answered = 0
-            while answered < len(markers) and time.monotonic() < deadline:
-                try:
-                    msg = sub.recv(timeout=1.0)
-                except SubscriberTimeout:
-                    continue
-                if msg.topic in ("prediction", "drop"):
-                    answered += 1
-                    if isinstance(msg, Prediction):
-                        got.append(msg)
-            play.join(5)
-            player.close()
-        finally:
-            runner.stop()  # re-raises the daemon's error: a benchmark of a dead daemon must not pass quietly
-    added = np.array([p.timing.added_latency_ms for p in got])
-    since_end = np.array([p.timing.since_window_end_ms for p in got])
-    inf = np.array([p.timing.inference_ms for p in got])
-
-    def pct(a: np.ndarray) -> dict[str, float | None]:
-        if not len(a):
-            return {"p50": None, "p99": None}
-        p50, p99 = np.percentile(a, [50, 99])
-        return {"p50": float(p50), "p99": float(p99)}
-
+    endpoint = free_tcp_endpoint()
+    cmd = [sys.executable, "-m", "bci_stream.cli", "-q", "run", "--model", str(model_path)]
+    cmd += ["--eeg-source-id", name, "--markers-source-id", f"{name}-markers", "--endpoint", endpoint, "--wait", "30"]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.SUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    for topic in (b"prediction", b"drop", b"status"):
+        sock.setsockopt(zmq.SUBSCRIBE, topic)
+    sock.connect(endpoint)
+    err = tempfile.TemporaryFile()  # noqa: SIM115 - a pipe could fill over a soak run and block the daemon; closed below
+    daemon = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    seen: Counter[str] = Counter()
+    latencies: list[float] = []
+    drops: Counter[str] = Counter()
+    try:
+        deadline = time.monotonic() + 60
+        while not sock.poll(200):  # the first status: the daemon is up
+            if daemon.poll() is not None or time.monotonic() > deadline:
+                err.seek(0)
+                raise BciStreamError(f"bench: the daemon did not start: {err.read().decode()[-2000:]}")
+        player = Player(rec, name=name, source_id=name, speed=1.0, wait_consumers=20)
+        player.start()
+        play = threading.Thread(target=player.run, name="replay", daemon=True)
+        play.start()
+        cpu0, wall0, rss0 = _proc_cpu_seconds(daemon.pid), time.monotonic(), _proc_rss_mb(daemon.pid)
+        end_of_play = time.monotonic() + seconds + 25
+        offset = spec.tmin + spec.duration
+        while sum(seen.values()) < len(rec.markers) and time.monotonic() < end_of_play:
+            if not sock.poll(500):
+                continue
+            topic, payload = sock.recv_multipart()
+            now = lsl_clock()
+            if topic == b"status":
+                continue
+            msg = json.loads(payload)
+            seen[msg["marker"]["value"]] += 1
+            if topic == b"prediction":
+                latencies.append((now - (msg["marker"]["time"] + offset)) * 1e3)
+            else:
+                drops[msg["reason"]] += 1
+        cpu = (_proc_cpu_seconds(daemon.pid) - cpu0) / (time.monotonic() - wall0)
+        rss1 = _proc_rss_mb(daemon.pid)
+        play.join(10)
+        player.close()
+    finally:
+        if daemon.poll() is None:
+            daemon.send_signal(signal.SIGINT)
+            try:
+                daemon.wait(10)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+        sock.close()
+        ctx.term()
+        err.close()
+    values = {m.value for m in rec.markers}
+    lat = np.asarray(latencies)
     return {
-        "markers": len(markers),
-        "predictions": len(got),
+        "rate_per_s": rate,
+        "seconds": seconds,
+        "markers": len(rec.markers),
+        "predictions": len(latencies),
+        "drops": dict(drops),
+        "missing": len(values - set(seen)),
+        "duplicated": sum(n - 1 for n in seen.values() if n > 1),
         "provider": model.provider,
-        "added_latency_ms": pct(added),
-        "since_window_end_ms": pct(since_end),
-        "inference_ms": pct(inf),
+        "latency_ms": {
+            "p50": float(np.percentile(lat, 50)) if len(lat) else None,
+            "p99": float(np.percentile(lat, 99)) if len(lat) else None,
+            "max": float(lat.max()) if len(lat) else None,
+        },
+        "cpu_cores": cpu,
+        "rss_mb": {"start": rss0, "end": rss1},
     }
 
 
-def run_bench(model: Path, repeats: int = 100, batch_sizes: list[int] | None = None, out: Path | None = None) -> int:
+def _print_live(live: dict[str, Any]) -> None:
+    lat = live["latency_ms"]
+    shown = " ".join(f"{k} {v:.1f}" for k, v in lat.items() if v is not None)
+    print(
+        f"live {live['rate_per_s']:g} markers/s for {live['seconds']:g} s: {live['predictions']}/{live['markers']} "
+        f"predicted, drops {live['drops'] or 0}, missing {live['missing']}, duplicated {live['duplicated']}; "
+        f"latency past the window end (ms) {shown}; daemon CPU {live['cpu_cores']:.2f} cores; "
+        f"RSS {live['rss_mb']['start']:.0f} -> {live['rss_mb']['end']:.0f} MB"
+    )
+
+
+def run_bench(
+    model: Path,
+    repeats: int = 100,
+    batch_sizes: list[int] | None = None,
+    out: Path | None = None,
+    *,
+    seconds: float = 20.0,
+    rates: list[float] | None = None,
+) -> int:
     """Print (and optionally save as JSON) both measurements for ``model``."""
     onnx_model = OnnxModel(model, "auto")
     print(
@@ -131,13 +198,12 @@ def run_bench(model: Path, repeats: int = 100, batch_sizes: list[int] | None = N
     print(f"{'batch':>6} {'median ms':>10} {'p99 ms':>8} {'ms/epoch':>9}")
     for r in rows:
         print(f"{r['batch']:>6} {r['median_ms']:>10.2f} {r['p99_ms']:>8.2f} {r['per_epoch_ms']:>9.2f}")
-    print("live path (20 s real-time replay, a marker every 0.25 s) ...")
-    live = live_latency(model)
-    a, e = live["added_latency_ms"], live["since_window_end_ms"]
-    print(
-        f"live: {live['predictions']}/{live['markers']} predictions; added latency p50 {a['p50']:.2f} ms "
-        f"p99 {a['p99']:.2f} ms; window end -> publish p50 {e['p50']:.2f} ms p99 {e['p99']:.2f} ms"
-    )
+    lives = []
+    for rate in rates or [2.0, 50.0]:
+        print(f"live path: {seconds:g} s real-time replay, 128-channel-shaped stream, {rate:g} markers/s ...")
+        lives.append(live_latency(model, seconds=seconds, rate=rate))
+        _print_live(lives[-1])
+    live = lives
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"model": str(model), "inference": rows, "live": live}, indent=2))

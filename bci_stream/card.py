@@ -9,9 +9,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    computed_field,
+    model_serializer,
+    model_validator,
+)
 
 from .errors import ModelCardError
 
@@ -49,11 +59,15 @@ class Preprocessing(_Strict):
     """Causal filtering run over the continuous signal, then normalisation per epoch.
 
     ``bandpass`` is ``[low, high]`` in Hz (either may be null for a one-sided filter), ``notch`` the
-    line frequency in Hz or null. ``filter`` names the design: ``causal-butter-<order>``.
+    line frequency in Hz or null, ``notch_q`` the notch's quality factor (``scipy.signal.iirnotch``; -3 dB
+    bandwidth = notch / notch_q; cards without it were made with 30). ``filter`` names the band design:
+    ``causal-butter-<order>`` (``scipy.signal.butter``, second-order sections, run forward only).
+    The complete chain, with the sections themselves, is in the card's ``filters`` (see :class:`ModelCard`).
     """
 
     bandpass: tuple[float | None, float | None] | None = None
     notch: float | None = None
+    notch_q: float = Field(30.0, gt=0)
     filter: str = "causal-butter-4"
     normalization: Normalization = Field(default_factory=Normalization)
 
@@ -104,10 +118,9 @@ class InputSpec(_Strict):
     channels: list[str] = Field(min_length=1)
     units: Literal["V", "mV", "uV"] = "V"
     features: FeatureSpec | None = None
-    #: Optional (issue 11): the markers the model was trained on (regex, ``re.search``) and the regex whose
-    #: ``label`` group names a marker's class, so a daemon can serve the model without extra flags.
-    events: str | None = None
-    label: str | None = None
+    # The markers the model was trained on: the daemon uses them unless its config says otherwise.
+    events: str | None = Field(None, description="regex (re.search) of the markers that get an epoch")
+    label: str | None = Field(None, description="regex whose group 'label' names the true class in a marker")
 
     @model_validator(mode="after")
     def _check(self) -> InputSpec:
@@ -125,10 +138,27 @@ class InputSpec(_Strict):
 class OutputSpec(_Strict):
     name: str = "logits"
     classes: list[str] = Field(default_factory=list)
+    range: tuple[float, float] | None = Field(
+        None, description="valence: [low, high] of the output over the training data (display range); optional"
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_range(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Cards without a range serialise exactly as before the field existed (byte-identical exports).
+        data: dict[str, Any] = handler(self)
+        if data.get("range") is None:
+            data.pop("range", None)
+        return data
 
 
 class ModelCard(_Strict):
-    """The card stored in an ONNX model; see DESIGN.md for the JSON layout."""
+    """The card stored in an ONNX model; see DESIGN.md for the JSON layout.
+
+    Its JSON also carries ``filters``, the complete preprocessing derived from the fields (every filter stage with
+    family, order, edges, notch Q, the scipy and MNE calls, the second-order sections at the card's rate, how they
+    are run): see :func:`bci_stream.signal.describe_preprocessing`. It is written into every card and checked when
+    a card is read (:meth:`from_json`); cards written before it existed load unchanged.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
@@ -140,6 +170,22 @@ class ModelCard(_Strict):
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     output: OutputSpec = Field(default_factory=OutputSpec)
     provenance: dict[str, object] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        # ``filters`` is derived from the other fields: dumped, never stored (see from_json for its check)
+        if isinstance(data, dict) and "filters" in data:
+            data = {k: v for k, v in data.items() if k != "filters"}
+        return data
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def filters(self) -> dict[str, Any]:
+        """The complete preprocessing a peer needs to rebuild it (derived; see the class docstring)."""
+        from .signal import describe_preprocessing  # signal builds on this module
+
+        return describe_preprocessing(self)
 
     @model_validator(mode="after")
     def _check(self) -> ModelCard:
@@ -161,8 +207,10 @@ class ModelCard(_Strict):
 
     @classmethod
     def from_json(cls, text: str, *, source: str = "<card>") -> ModelCard:
+        """Parse and validate a card; a ``filters`` section it carries must agree with the fields."""
         try:
-            return cls.model_validate(json.loads(text))
+            data = json.loads(text)
+            card = cls.model_validate(data)
         except json.JSONDecodeError as exc:
             raise ModelCardError(f"{source}: the model card is not valid JSON ({exc})") from exc
         except ValidationError as exc:
@@ -170,6 +218,39 @@ class ModelCard(_Strict):
                 f"{'.'.join(str(p) for p in err['loc']) or 'card'}: {err['msg']}" for err in exc.errors()
             )
             raise ModelCardError(f"{source}: invalid model card: {problems}") from exc
+        stored = data.get("filters") if isinstance(data, dict) else None
+        if stored is not None:
+            _check_sections(stored, card, source)
+        return card
+
+
+def _check_sections(stored: Any, card: ModelCard, source: str) -> None:
+    """Refuse a card whose stored second-order sections differ from those its fields design (edited by hand, or a
+    design that changed): the daemon filters with the latter, so the model would see other numbers than the card
+    promises. Sections may be listed for any stream rate (Hz, the key); each is compared with the design there."""
+    from .signal import design_filter  # signal builds on this module
+
+    sections = stored.get("sections") if isinstance(stored, dict) else None
+    if not isinstance(sections, dict):
+        raise ModelCardError(f"{source}: invalid model card: filters.sections is missing or not an object")
+    prep = card.preprocessing
+    for rate, sos in sections.items():
+        try:
+            got = np.asarray(sos, dtype=np.float64)
+            designed = design_filter(float(rate), prep, card.input.sfreq)
+        except (TypeError, ValueError, ModelCardError) as exc:
+            raise ModelCardError(
+                f"{source}: invalid model card: filters.sections[{rate!r}] is not a rate with numeric sections the "
+                f"card's preprocessing can be designed at ({exc})"
+            ) from exc
+        want = np.zeros((0,)) if designed is None else designed
+        scale = max(1.0, float(np.max(np.abs(want)))) if want.size else 1.0
+        if got.shape != want.shape or (want.size and float(np.max(np.abs(got - want))) > 1e-9 * scale):
+            raise ModelCardError(
+                f"{source}: the card's filters.sections at {rate} Hz (shape {got.shape}) differ from the sections "
+                f"its preprocessing fields design (shape {want.shape}: bandpass {prep.bandpass}, notch "
+                f"{prep.notch}, Q {prep.notch_q}, {prep.filter}); fix the fields or re-export the model"
+            )
 
 
 def read_card(path: str | Path) -> ModelCard:

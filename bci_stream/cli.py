@@ -14,7 +14,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import BciStreamError
+from .cli_common import HelpFormatter, SubcommandParser, warn_deprecated
+from .errors import BciStreamError, StreamNotFoundError
 
 log = logging.getLogger("bci_stream")
 
@@ -22,6 +23,9 @@ log = logging.getLogger("bci_stream")
 def _setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose < 0 else logging.INFO if verbose == 0 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    from .sysinfo import configure_liblsl_log, liblsl_level_for
+
+    configure_liblsl_log(liblsl_level_for(verbose))  # liblsl's own stderr chatter only with -v
 
 
 def _install_stop_handlers(request_stop: Callable[[], None]) -> None:
@@ -48,13 +52,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         "model": {"path": args.model, "provider": args.provider, "valence": args.valence_model},
         "eeg": {"name": args.eeg_name, "source_id": args.eeg_source_id},
         "markers": {"name": args.markers_name, "source_id": args.markers_source_id},
-        "publish": {"endpoint": args.endpoint, "log": args.log},
-        "runtime": {"wait": args.wait},
+        "publish": {
+            "endpoint": args.endpoint,
+            "log": args.log,
+            "insecure": True if args.insecure else None,
+            "lsl": True if args.lsl_outlet else None,
+        },
+        "runtime": {"wait": args.wait, "until_idle": args.until_idle},
     }
     config = load_config(args.config, overrides)
     daemon = Daemon(config)
     _install_stop_handlers(daemon.request_stop)
-    daemon.serve()
+    try:
+        daemon.serve()
+    except StreamNotFoundError:
+        if daemon.stopping:  # asked to stop while still waiting for the streams: a clean stop
+            log.info("stopped while waiting for the streams")
+            return 0
+        raise
     return 0
 
 
@@ -76,6 +91,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
         wait_consumers=args.wait_consumers,
         event_fields=args.event_fields,
         stop_event=stop,
+        streams=args.streams,
+        start=args.start,
+        duration=args.duration,
     )
 
 
@@ -84,12 +102,19 @@ def cmd_listen(args: argparse.Namespace) -> int:
     import threading
 
     from .client import Subscriber, SubscriberTimeout
-    from .listen import format_message
+    from .listen import ValenceScale, format_message
 
     stop = threading.Event()
     _install_stop_handlers(stop.set)
     shown = 0
-    with Subscriber(args.endpoint, args.topics, timeout=1.0) as sub:
+    scale = ValenceScale.choose(args.valence_range, args.valence_model)
+    with Subscriber(
+        args.endpoint,
+        args.topics,
+        timeout=1.0,
+        curve_client_key=args.curve_client_key,
+        curve_server_key=args.curve_server_key,
+    ) as sub:
         waited = 0.0
         while not stop.is_set():
             try:
@@ -103,12 +128,34 @@ def cmd_listen(args: argparse.Namespace) -> int:
                     print(f"(waiting for messages on {args.endpoint} ...)", file=sys.stderr)
                 continue
             waited = 0.0
-            print(msg.model_dump_json() if args.json else format_message(msg, tuple(args.valence_range)), flush=True)
+            print(msg.model_dump_json() if args.json else format_message(msg, scale), flush=True)
             shown += 1
             if args.count and shown >= args.count:
                 break
         if sub.gaps:
             print(f"lost messages by topic: {sub.gaps}", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- keys
+def cmd_keys(args: argparse.Namespace) -> int:
+    from .curve import make_keys
+
+    keys = make_keys(args.out, args.clients)
+    print(f"daemon:  [publish] curve_secret_key = {str(keys.server_secret)!r}")
+    print(f"         [publish] curve_authorized_clients = {str(keys.authorized_clients)!r}")
+    for secret in keys.client_secrets:
+        print(f"client:  --curve-client-key {secret} --curve-server-key {keys.server_public}")
+    print("give each client only its own .key_secret and server.key; add clients later with --clients NAME")
+    return 0
+
+
+# ---------------------------------------------------------------------------- schema
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .messages import write_json_schemas
+
+    for path in write_json_schemas(args.out):
+        print(path)
     return 0
 
 
@@ -122,7 +169,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         config=args.config,
         speed=args.speed,
         timeout=args.timeout,
-        quiet=args.quiet,
+        quiet=args.verbose < 0,  # -q/--quiet (shared by every subcommand): only the summary line
         valence_model=args.valence_model,
         offline=args.offline_accuracy,
     )
@@ -142,9 +189,21 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.suffix == ".onnx":
         from .card import read_card
+        from .listen import card_summary
 
         card = read_card(path)
-        print(card.model_dump_json(by_alias=True, indent=2))
+        if args.json:
+            print(card.model_dump_json(by_alias=True, indent=2))
+        else:
+            print("\n".join(card_summary(card, path=path)))
+            print("(the full card: bci-stream inspect MODEL --json)")
+        return 0
+    if path.suffix.lower() in (".xdf", ".xdfz"):
+        from .recordings import describe_xdf, read_xdf_streams
+
+        xdf_streams = read_xdf_streams(path)
+        print(f"{path}: {len(xdf_streams)} stream{'s' if len(xdf_streams) != 1 else ''}")
+        print("\n".join(describe_xdf(xdf_streams)))
         return 0
     from .recordings import read_recording
 
@@ -160,19 +219,49 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- sys-info
+def cmd_sys_info(args: argparse.Namespace) -> int:
+    from .sysinfo import sys_info_lines
+
+    print("\n".join(sys_info_lines()))
+    return 0
+
+
+# ---------------------------------------------------------------------------- dashboard
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import serve_dashboard
+
+    def ready(url: str) -> None:
+        print(f"dashboard on {url} (subscribed to {args.endpoint}); Ctrl-C stops it", flush=True)
+
+    return serve_dashboard(
+        endpoint=args.endpoint, port=args.port, model=args.model, history=args.history, on_ready=ready
+    )
+
+
 # ---------------------------------------------------------------------------- bench
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_bench
 
-    return run_bench(model=args.model, repeats=args.repeats, batch_sizes=args.batch, out=args.out)
+    model = args.model
+    if args.legacy_model is not None:  # bci-stream bench --model M: the spelling before the one CLI style
+        warn_deprecated("bci-stream bench --model M", "bci-stream bench M")
+        model = args.legacy_model
+    seconds = 60.0 * args.minutes if args.minutes else args.seconds
+    return run_bench(
+        model=model, repeats=args.repeats, batch_sizes=args.batch, out=args.out, seconds=seconds, rates=args.rates
+    )
 
 
 # ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bci-stream", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="bci-stream", description=__doc__.splitlines()[0] if __doc__ else None, formatter_class=HelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     parser.add_argument("-q", "--quiet", action="store_const", const=-1, dest="verbose", help="warnings only")
-    sub = parser.add_subparsers(dest="command", required=True)
+    # every subcommand: the same -v/-q (bci_stream.cli_common) and help that shows defaults
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
 
     run = sub.add_parser("run", help="serve a model on live LSL streams, publish over ZeroMQ")
     run.add_argument("--config", type=Path, default=None, help="daemon TOML config (default: built-in defaults)")
@@ -186,6 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--endpoint", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
     run.add_argument("--log", type=Path, help="also write every message to this JSON-lines file")
     run.add_argument("--wait", type=float, help="seconds to wait for the streams (default 30)")
+    run.add_argument(
+        "--until-idle",
+        type=float,
+        metavar="S",
+        help="stop (exit 0, every marker answered) after S s without EEG, e.g. when a replay ends",
+    )
+    run.add_argument(
+        "--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE keys (warned in status)"
+    )
+    run.add_argument(
+        "--lsl-outlet", action="store_true", help="also publish results as LSL outlets (sets [publish] lsl = true)"
+    )
     run.set_defaults(func=cmd_run)
 
     rp = sub.add_parser("replay", help="play a recording as a fake LSL amplifier (EEG + markers)")
@@ -199,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait-consumers", type=float, default=0.0, metavar="S", help="wait up to S s for inlets before playing"
     )
     rp.add_argument("--event-fields", nargs="+", help="EEGLAB event fields to append to markers (e.g. position)")
+    rp.add_argument("--streams", nargs="+", metavar="NAME", help="XDF: replay only these streams (default: all)")
+    rp.add_argument("--start", type=float, default=0.0, metavar="S", help="begin S seconds into the file (default 0)")
+    rp.add_argument("--duration", type=float, metavar="S", help="play only S seconds (default: to the end)")
     rp.set_defaults(func=cmd_replay)
 
     ls = sub.add_parser("listen", help="print the daemon's messages, one readable line each")
@@ -209,13 +313,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--valence-range",
         nargs=2,
         type=float,
-        default=[-1.0, 1.0],
+        default=None,
         metavar=("LO", "HI"),
-        help="ends of the valence bar",
+        help="ends of the valence bar (default: the range in --valence-model's card, else grown to fit the values)",
     )
+    ls.add_argument("--valence-model", type=Path, help="the valence model served: its card gives the bar's range")
     ls.add_argument("--count", type=int, default=0, help="stop after N messages")
     ls.add_argument("--timeout", type=float, default=0.0, help="give up after S s without a message (0: never)")
+    ls.add_argument("--curve-client-key", type=Path, help="your NAME.key_secret from `bci-stream keys` (CURVE)")
+    ls.add_argument("--curve-server-key", type=Path, help="the daemon's server.key from `bci-stream keys` (CURVE)")
     ls.set_defaults(func=cmd_listen)
+
+    ky = sub.add_parser("keys", help="make CURVE key pairs: one for the daemon, one per client")
+    ky.add_argument("--out", type=Path, required=True, help="folder for the keys (made with mode 0700)")
+    ky.add_argument("--clients", nargs="+", default=["client"], metavar="NAME", help="client names (default: client)")
+    ky.set_defaults(func=cmd_keys)
+
+    sc = sub.add_parser("schema", help="write the JSON Schema of every topic's payload")
+    sc.add_argument("--out", type=Path, default=Path("bci_stream/schemas"), help="folder (default bci_stream/schemas)")
+    sc.set_defaults(func=cmd_schema)
 
     dm = sub.add_parser("demo", help="replay a recording through the daemon and show predictions")
     dm.add_argument("--recording", type=Path, default=Path("build/demo.fif"))
@@ -224,7 +340,6 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--valence-model", type=Path, help="also serve this band-power valence model")
     dm.add_argument("--speed", type=float, default=1.0)
     dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
-    dm.add_argument("--quiet", action="store_true", help="only the summary line")
     dm.add_argument("--offline-accuracy", action="store_true",
                     help="also score the model on the recording cut offline (offline_accuracy= in the summary)")  # fmt: skip
     dm.set_defaults(func=cmd_demo)
@@ -234,14 +349,31 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("--streams", action="store_true", help="list visible LSL streams")
     ins.add_argument("--wait", type=float, default=2.0, help="seconds to look for streams")
     ins.add_argument("--event-fields", nargs="+")
+    ins.add_argument("--json", action="store_true", help="models: print the whole card as JSON")
     ins.set_defaults(func=cmd_inspect)
 
     bn = sub.add_parser("bench", help="measure inference time and the daemon's added latency on this machine")
-    bn.add_argument("--model", type=Path, default=Path("exported/cogninet-synth.onnx"))
+    bn.add_argument("model", type=Path, nargs="?", default=Path("exported/cogninet-synth.onnx"), help="ONNX model")
+    bn.add_argument("--model", type=Path, dest="legacy_model", help=argparse.SUPPRESS)  # deprecated spelling
     bn.add_argument("--repeats", type=int, default=100)
     bn.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     bn.add_argument("--out", type=Path, help="write results as JSON here")
+    bn.add_argument("--seconds", type=float, default=20.0, help="length of each live replay (default 20)")
+    bn.add_argument("--rates", type=float, nargs="+", default=[2.0, 50.0], help="markers per second (default 2 50)")
+    bn.add_argument("--minutes", type=float, help="soak: each live replay lasts this many minutes (RSS start/end)")
     bn.set_defaults(func=cmd_bench)
+
+    si = sub.add_parser(
+        "sys-info", help="versions of Python, liblsl, pylsl, ONNX Runtime (providers), pyzmq, MNE, numpy"
+    )
+    si.set_defaults(func=cmd_sys_info)
+
+    db = sub.add_parser("dashboard", help="a live web page of the daemon's ZeroMQ stream (extra 'dashboard')")
+    db.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="the daemon's ZeroMQ endpoint")
+    db.add_argument("--port", type=int, default=8080, help="HTTP port on 127.0.0.1 (0: any free port)")
+    db.add_argument("--model", type=Path, help="the model served: its card is summarised on the page")
+    db.add_argument("--history", type=int, default=20, help="predictions listed on the page")
+    db.set_defaults(func=cmd_dashboard)
     return parser
 
 

@@ -5,22 +5,30 @@
 ...     for msg in sub.messages(timeout=10):
 ...         print(msg.topic, msg.marker.value)
 
-Messages arrive typed (:mod:`bci_stream.messages`). A receive that waits longer than ``timeout``
-raises :class:`SubscriberTimeout` instead of hanging. Sequence gaps (messages lost because this
-client read too slowly, or joined late) are counted per topic in :attr:`Subscriber.gaps` and logged.
+Messages arrive typed (:mod:`bci_stream.messages`); fields a newer daemon added are ignored, a newer
+wire schema is refused. A receive that waits longer than ``timeout`` raises :class:`SubscriberTimeout`
+instead of hanging. Sequence gaps (messages lost because this client read too slowly, or joined late)
+are counted per topic in :attr:`Subscriber.gaps` and logged. A daemon with CURVE (``bci-stream keys``)
+needs ``curve_client_key`` (this client's ``NAME.key_secret``) and ``curve_server_key``
+(``server.key``); without them, or with a key the daemon does not list, nothing arrives.
+
+:func:`read_session_log` reads the daemon's ``--log`` file back, also after a crash.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from types import TracebackType
 
 import zmq
 
+from .curve import secure_client
 from .errors import BciStreamError
-from .messages import TOPICS, AnyMessage, decode
+from .messages import TOPICS, AnyMessage, ProtocolError, SchemaVersionError, decode, decode_payload
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +50,18 @@ class Subscriber:
         Topics to receive (default: all of ``prediction``, ``drop``, ``valence``, ``status``).
     timeout : float
         Default seconds to wait in :meth:`recv` before raising :class:`SubscriberTimeout`.
+    curve_client_key, curve_server_key : Path, optional
+        This client's ``NAME.key_secret`` and the daemon's ``server.key`` (both or neither).
     """
 
     def __init__(
-        self, endpoint: str = DEFAULT_ENDPOINT, topics: Iterable[str] = TOPICS, *, timeout: float = 5.0
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        topics: Iterable[str] = TOPICS,
+        *,
+        timeout: float = 5.0,
+        curve_client_key: Path | None = None,
+        curve_server_key: Path | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
@@ -57,6 +73,11 @@ class Subscriber:
         self._socket = self._context.socket(zmq.SUB)
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.setsockopt(zmq.RCVHWM, 100_000)
+        try:
+            secure_client(self._socket, curve_client_key, curve_server_key)
+        except BaseException:
+            self.close()
+            raise
         for topic in self.topics:
             self._socket.setsockopt(zmq.SUBSCRIBE, topic.encode())
         self._socket.connect(endpoint)
@@ -121,3 +142,43 @@ class Subscriber:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def read_session_log(path: str | Path) -> list[AnyMessage]:
+    """Every message in a daemon's JSON-lines session log (``--log``), in order.
+
+    A last line cut short (the daemon was killed or the power failed while writing it) is skipped with
+    a warning; a damaged line anywhere else is an error, since it means the file was changed.
+
+    Raises
+    ------
+    ProtocolError
+        Naming the file and line of a damaged line that is not the last one.
+    """
+    path = Path(path)
+    with path.open("rb") as fh:
+        lines = fh.read().split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the newline after the last complete line
+    out: list[AnyMessage] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            out.append(_log_line(line))
+        except SchemaVersionError:
+            raise
+        except ProtocolError as exc:
+            if number == len(lines):
+                log.warning("%s: line %d is incomplete (the daemon stopped mid-write); skipped", path, number)
+                break
+            raise ProtocolError(f"{path}: line {number}: {exc}") from exc
+    return out
+
+
+def _log_line(line: bytes) -> AnyMessage:
+    try:
+        topic = json.loads(line).get("topic")
+    except (ValueError, AttributeError, RecursionError) as exc:
+        raise ProtocolError(f"not a JSON object ({str(exc)[:120]})") from exc
+    if not isinstance(topic, str):
+        raise ProtocolError("no 'topic' field")
+    return decode_payload(topic, line)

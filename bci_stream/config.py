@@ -24,7 +24,7 @@ def _check_regex(value: str | None) -> str | None:
     if value:
         try:
             re.compile(value)
-        except re.error as exc:
+        except (re.error, OverflowError, RecursionError) as exc:  # huge repeats / deep nesting are not re.error
             raise ValueError(f"{value!r} is not a valid regular expression ({exc})") from exc
     return value
 
@@ -48,14 +48,32 @@ class EegSection(StreamSelector):
     units: str | None = Field(
         None, description="units of the stream when its metadata does not say (e.g. 'microvolts')"
     )
+    channels: list[str] | None = Field(
+        None, description="channel labels, in stream order, for a stream whose metadata declares none"
+    )
+    timing_tolerance: float = Field(
+        0.010, gt=0, le=1.0, description="s a timestamp may stray from the fitted line before it is a discontinuity"
+    )
+    dejitter_halftime: float = Field(10.0, gt=0, description="half-life of the timestamp regression, s")
+    rate_tolerance: float = Field(0.005, gt=0, description="relative deviation from the nominal rate that is warned")
+
+
+#: Used when neither the config nor the model card names the events / the label rule.
+DEFAULT_EVENTS = "^stim/"
+DEFAULT_LABEL = r"stim/(?P<label>[^/]+)/"
 
 
 class MarkerSection(StreamSelector):
     type: str | None = "Markers"
-    events: str = Field("^stim/", description="regex (re.search) a marker must match to get an epoch")
-    label: str | None = Field(
-        r"stim/(?P<label>[^/]+)/", description="regex with a 'label' group giving the true class, or empty"
+    events: str | None = Field(
+        None, description="regex (re.search) a marker must match to get an epoch; default: the card's, else ^stim/"
     )
+    label: str | None = Field(
+        None,
+        description="regex with a 'label' group giving the true class; default: the card's, else stim/<label>/; "
+        "'' for none",
+    )
+    clock_offset: float = Field(0.0, description="s added to every marker time (a stimulus PC on another clock)")
 
     _events = field_validator("events")(_check_regex)
 
@@ -65,7 +83,7 @@ class MarkerSection(StreamSelector):
         _check_regex(value)
         if value and "label" not in re.compile(value).groupindex:
             raise ValueError(f"{value!r} has no named group '(?P<label>...)'")
-        return value or None
+        return value  # "" (no labels) stays apart from None (the card's rule)
 
 
 class ModelSection(_Section):
@@ -74,6 +92,32 @@ class ModelSection(_Section):
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     max_batch: int = Field(16, ge=1, le=1024)
     top_k: int = Field(5, ge=1)
+    # ONNX Runtime tuning (bci_stream.inference.SessionSettings documents each; defaults measured for this job)
+    intra_op_threads: int = Field(1, ge=0, description="threads inside one operator; 0 = one per core")
+    inter_op_threads: int = Field(1, ge=0, description="threads across operators; 0 = ONNX Runtime's default")
+    allow_spinning: bool = Field(False, description="let idle ONNX Runtime threads busy-wait between runs")
+    io_binding: bool = Field(False, description="run through an ONNX Runtime IOBinding")
+    cache_optimized: bool = Field(True, description="save the optimised graph and reuse it at the next start")
+    cache_dir: Path | None = Field(None, description="optimised-model cache; default ~/.cache/bci-stream/onnxruntime")
+    cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
+    cuda_device_id: int = Field(0, ge=0)
+
+
+def marker_rules(
+    markers: MarkerSection, card_events: str | None, card_label: str | None
+) -> tuple[str, str | None, str]:
+    """``(events, label, where events came from)``: the config's when given, else the card's, else the defaults.
+
+    ``label`` is None when no label rule applies (an explicit ``label = ""``).
+    """
+    if markers.events is not None:
+        events, source = markers.events, "config [markers] events"
+    elif card_events:
+        events, source = card_events, "the model card"
+    else:
+        events, source = DEFAULT_EVENTS, "the default"
+    label = markers.label if markers.label is not None else (card_label or DEFAULT_LABEL)
+    return events, label or None, source
 
 
 class PublishSection(_Section):
@@ -81,6 +125,14 @@ class PublishSection(_Section):
     log: Path | None = Field(None, description="also append every message to this JSON-lines file")
     status_interval: float = Field(1.0, gt=0, description="seconds between status messages")
     high_water_mark: int = Field(10_000, ge=1, description="messages queued per slow subscriber before ZeroMQ drops")
+    curve_secret_key: Path | None = Field(
+        None, description="daemon's server.key_secret (bci-stream keys); turns CURVE on"
+    )
+    curve_authorized_clients: Path | None = Field(None, description="folder of client public keys (*.key) admitted")
+    insecure: bool = Field(False, description="allow a non-loopback endpoint without CURVE (warned in every status)")
+    lsl: bool = Field(
+        False, description="also publish predictions/drops and valence as LSL outlets (bci_stream.outlets)"
+    )
 
     @field_validator("endpoint")
     @classmethod
@@ -93,9 +145,24 @@ class PublishSection(_Section):
 class RuntimeSection(_Section):
     wait: float = Field(30.0, ge=0, description="seconds to wait for the streams to appear")
     buffer_seconds: float = Field(30.0, gt=0, description="filtered signal kept for late markers, s")
-    stream_timeout: float = Field(2.0, gt=0, description="no EEG for this long = stream lost, s")
+    stream_timeout: float = Field(2.0, gt=0, description="no EEG for this long (while pulling) = stream lost, s")
     shutdown_timeout: float = Field(2.0, gt=0, description="graceful stop must finish within this, s")
-    poll_interval: float = Field(0.002, gt=0, le=0.1, description="main-loop wait for new data, s")
+    poll_interval: float = Field(
+        0.05, gt=0, le=0.5, description="longest wait for EEG before markers and health are looked at, s"
+    )
+    future_limit: float = Field(
+        5.0, gt=0, description="a window ending more than this after the newest sample is answered 'future', s"
+    )
+    max_queued_epochs: int = Field(256, ge=1, description="epochs waiting for inference before 'overload' drops")
+    max_epoch_age: float = Field(
+        2.0, gt=0, description="an epoch not inferred within this many s of its last sample is dropped 'overload'"
+    )
+    until_idle: float | None = Field(
+        None, gt=0, description="stop (exit 0) after this many s without EEG, e.g. when a replay ends; none: run on"
+    )
+    no_match_warning: float = Field(
+        5.0, gt=0, description="warn when markers arrive but none has matched the events for this long, s"
+    )
 
 
 class DaemonConfig(_Section):
@@ -108,11 +175,26 @@ class DaemonConfig(_Section):
     runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
 
 
-def _describe(err: Any) -> str:
-    loc = [str(p) for p in err["loc"]]
+def _describe(err: Any, example: str = "configs/daemon.toml", dotted: bool = False, what: str = "") -> str:
+    """One pydantic error as ``WHERE: RULE (got VALUE)``; shared with :mod:`training.config`.
+
+    ``dotted`` spells the key as TOML's dotted key (``train.lr``) instead of ``[train] lr`` (an unknown one as
+    ``train.lr: unknown [train] key``); ``what`` names the kind of config for a top-level unknown key
+    (``unknown sweep config key``).
+    """
+    # quote odd keys like ''
+    loc = [
+        str(p) if re.fullmatch(r"[\w-]+", str(p)) else repr(p)
+        for p in err["loc"]
+        if not str(p).startswith("function-after")
+    ]
     where = f"[{loc[0]}] {'.'.join(loc[1:])}" if len(loc) > 1 else (f"[{loc[0]}]" if loc else "top level")
+    kind = f"{what} " if what else ""
+    if dotted:
+        where = ".".join(loc) or "top level"
+        kind = f"[{'.'.join(loc[:-1])}] " if len(loc) > 1 else kind  # a nested key: name its table
     if err["type"] == "extra_forbidden":
-        return f"{where}: unknown key (check the spelling; see configs/daemon.toml)"
+        return f"{where}: unknown {kind}key (check the spelling; see {example})"
     value = err.get("input")
     shown = "" if isinstance(value, dict) else f" (got {value!r})"
     return f"{where}: {err['msg']}{shown}"
@@ -147,8 +229,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
         if not p.is_file():
             raise ConfigError(f"config file {source!r} does not exist; pass --config with a TOML file")
         try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
     data = _merge(data, overrides or {})
     try:

@@ -1,12 +1,13 @@
-"""The daemon: startup → run → graceful stop, wiring inlets, pipeline, model and publisher.
+"""The daemon: startup → run → graceful stop, wiring acquisition, model and publisher.
 
-One thread does everything in a loop (pull markers, pull EEG, cut ready epochs, run them in
-batches, publish), so there is no worker that could die unseen: any unexpected error leaves
-:meth:`Daemon.serve`, pending markers are answered with ``drop`` (reason ``shutdown``) and the
-process exits non-zero. A signal handler only calls :meth:`Daemon.request_stop`.
+Two threads. :class:`~bci_stream.acquisition.Acquisition` pulls the inlets as data arrives, corrects
+timestamps, filters and cuts epochs; this module's loop takes what is ready from its queue, runs the
+epochs in batches on ONNX Runtime and publishes, in marker order. The publisher (a ZeroMQ socket, not
+thread-safe) is used by this loop only. A signal handler only calls :meth:`Daemon.request_stop`; an
+error in either thread ends :meth:`Daemon.serve`, after every marker has been answered.
 
-Accounting rule (DESIGN.md): every marker matching ``[markers] events`` gets exactly one
-``prediction`` or one ``drop``, in marker order.
+Accounting rule (DESIGN.md): every marker matching the events gets exactly one ``prediction`` or one
+``drop``, in marker order. A ledger of accepted markers makes sure of it even if acquisition dies.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ import numpy as np
 import pylsl
 
 from . import lsl
-from .config import DaemonConfig, StreamSelector
+from .acquisition import Accepted, Acquisition, Item, StreamHealth, ValenceWindow
+from .config import DEFAULT_EVENTS, DaemonConfig, StreamSelector, marker_rules
 from .epochs import Drop, DropReason, Epoch, Marker
 from .errors import BciStreamError, ModelCardError
 from .features import FeatureContext, FeaturePipeline
-from .inference import OnnxModel
+from .inference import OnnxModel, SessionSettings
 from .messages import Counts, MarkerInfo, ModelInfo, Prediction, Status, StreamStatus, Timing, Valence, Window
 from .messages import Drop as DropMessage
 from .pipeline import EpochPipeline
@@ -35,6 +37,8 @@ from .publish import Publisher
 from .signal import normalize, softmax
 
 log = logging.getLogger(__name__)
+
+_TIMING_PARTS = ("preprocess", "queue", "inference", "publish", "total")
 
 
 def class_for_label(label: str, classes: list[str]) -> str | None:
@@ -48,28 +52,32 @@ def class_for_label(label: str, classes: list[str]) -> str | None:
     return None
 
 
-class _RateMeter:
-    """Samples per second over the last status interval."""
+class _NoMatchWatch:
+    """Notices markers that keep arriving while none matches the events (fed by acquisition)."""
 
     def __init__(self) -> None:
-        self.count = 0
-        self.since = time.monotonic()
-        self.last_data: float | None = None
+        self._lock = threading.Lock()
+        self.last_match: float | None = None
+        self.unmatched_since: float | None = None
+        self.sample: dict[str, int] = {}
 
-    def add(self, n: int) -> None:
-        self.count += n
-        if n:
-            self.last_data = time.monotonic()
-
-    def take(self) -> float | None:
+    def __call__(self, marker: Marker, matched: bool) -> None:
         now = time.monotonic()
-        elapsed = now - self.since
-        rate = self.count / elapsed if elapsed > 0 else None
-        self.count, self.since = 0, now
-        return rate
+        with self._lock:
+            if matched:
+                self.last_match, self.unmatched_since = now, None
+                self.sample.clear()
+            else:
+                if self.unmatched_since is None:
+                    self.unmatched_since = now
+                if len(self.sample) < 5 or marker.value[:60] in self.sample:
+                    self.sample[marker.value[:60]] = self.sample.get(marker.value[:60], 0) + 1
 
-    def silent_for(self) -> float | None:
-        return None if self.last_data is None else time.monotonic() - self.last_data
+    def unmatched_for(self) -> tuple[float, dict[str, int]]:
+        with self._lock:
+            if self.unmatched_since is None:
+                return 0.0, {}
+            return time.monotonic() - self.unmatched_since, dict(self.sample)
 
 
 class Daemon:
@@ -87,21 +95,23 @@ class Daemon:
         self.counts = Counts()
         self._drops_by_reason: Counter[str] = Counter()
         self._latencies: deque[float] = deque(maxlen=2000)
-        self._label_re = re.compile(config.markers.label) if config.markers.label else None
-        self._unknown_labels: set[str] = set()
-        self.model: OnnxModel | None = None
-        self.publisher: Publisher | None = None
-        self.eeg: lsl.EegInlet | None = None
-        self.markers: lsl.MarkerInlet | None = None
-        self.pipeline: EpochPipeline | None = None
-        self.valence_model: OnnxModel | None = None
-        self.features: FeaturePipeline | None = None
-        self._feature_context: FeatureContext | None = None
+        self._parts: dict[str, deque[float]] = {k: deque(maxlen=2000) for k in _TIMING_PARTS}
         self._valence_latencies: deque[float] = deque(maxlen=2000)
-        self._eeg_rate = _RateMeter()
-        self._marker_rate = _RateMeter()
+        self._label_re: re.Pattern[str] | None = None
+        self.events: str = DEFAULT_EVENTS
+        self._events_from = "default"
+        self._unknown_labels: set[str] = set()
+        self._ledger: deque[Marker] = deque()  # accepted markers not yet answered, in order
+        self.model: OnnxModel | None = None
+        self.valence_model: OnnxModel | None = None
+        self.publisher: Publisher | None = None
+        self.acquisition: Acquisition | None = None
+        self._no_match = _NoMatchWatch()
         self._next_status = 0.0
-        self._lost = False
+        self._rates: dict[str, tuple[int, float]] = {}
+        self._cpu = (time.process_time(), time.monotonic())
+        self._cpu_percent: float | None = None
+        self._clock_ahead = False
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self) -> None:
@@ -113,60 +123,124 @@ class Daemon:
         return self._stop.is_set()
 
     def start(self) -> None:
-        """Load the model, bind the publisher, wait for both streams and check them against the card."""
+        """Load the models, bind the publisher, wait for both streams, check them against the card, start pulling."""
         cfg = self.config
-        self.model = OnnxModel(cfg.model.path, cfg.model.provider)
+        settings = SessionSettings.from_config(cfg.model)
+        self.model = OnnxModel(cfg.model.path, cfg.model.provider, settings)
+        self.model.warm_up(repeats=1, batch_sizes=range(1, cfg.model.max_batch + 1))  # every batch size it may run
         warm_ms = self.model.warm_up()
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
         if cfg.model.valence is not None:
-            self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider)
+            self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider, settings)
             if self.valence_model.card.task != "valence":
                 raise ModelCardError(
                     f"[model] valence = {str(cfg.model.valence)!r} is a {self.valence_model.card.task!r} model; "
                     "it needs a card with task = 'valence'"
                 )
             self.valence_model.warm_up()
+        self._choose_events()
         self.publisher = Publisher(
-            cfg.publish.endpoint, self.session, high_water_mark=cfg.publish.high_water_mark, log_path=cfg.publish.log
+            cfg.publish.endpoint,
+            self.session,
+            high_water_mark=cfg.publish.high_water_mark,
+            log_path=cfg.publish.log,
+            curve_secret_key=cfg.publish.curve_secret_key,
+            curve_authorized_clients=cfg.publish.curve_authorized_clients,
+            insecure=cfg.publish.insecure,
         )
+        if cfg.publish.lsl:  # results as LSL outlets too, for the lab's recorder
+            from .outlets import ResultOutlets
+
+            vcard = self.valence_model.card if self.valence_model is not None else None
+            outlets = ResultOutlets(
+                self.model.card, endpoint=cfg.publish.endpoint, valence_card=vcard, session=self.session
+            )
+            self.publisher.sinks.append(outlets)
         self._publish_status()
         deadline = time.monotonic() + cfg.runtime.wait
         eeg_info = self._resolve(cfg.eeg, "EEG", "eeg", deadline)
         marker_info = self._resolve(cfg.markers, "marker", "markers", deadline)
-        self.eeg = lsl.EegInlet(eeg_info)
-        self.markers = lsl.MarkerInlet(marker_info)
-        desc = self.eeg.description
-        units = self._stream_units(desc)
-        card = self.model.card
-        self.pipeline = EpochPipeline(
+        self.acquisition = Acquisition(
+            cfg,
+            eeg_info,
+            marker_info,
+            make_pipeline=self._make_pipeline,
+            make_features=self._make_features if self.valence_model is not None else None,
+            on_marker=self._no_match,
+        )
+        self.acquisition.start()
+        self.state = "running"
+        acq = self.acquisition
+        assert acq.eeg_health.description is not None and acq.marker_health.description is not None
+        log.info(
+            "serving %s on EEG %s and markers %s",
+            self.model.card.name,
+            acq.eeg_health.description.summary(),
+            acq.marker_health.description.summary(),
+        )
+
+    def _choose_events(self) -> None:
+        """Events and label rule: the config's when given, else the card's, else the defaults; say which."""
+        assert self.model is not None
+        card = self.model.card.input
+        self.events, label, self._events_from = marker_rules(self.config.markers, card.events, card.label)
+        self._label_re = re.compile(label) if label else None
+        log.info("markers matching %r get an epoch (from %s); labels by %r", self.events, self._events_from, label)
+
+    def _make_pipeline(self, desc: lsl.StreamDescription) -> EpochPipeline:
+        assert self.model is not None
+        cfg, card = self.config, self.model.card
+        return EpochPipeline(
             card.input,
             card.preprocessing,
-            list(desc.channels),
+            self._channels(desc, card.input.channels),
             desc.nominal_rate,
-            units,
-            events=cfg.markers.events,
+            self._stream_units(desc),
+            events=self.events,
             buffer_seconds=cfg.runtime.buffer_seconds,
             source=f"EEG stream {desc.name!r}",
             target=f"model {card.name!r} ({cfg.model.path})",
+            future_limit=cfg.runtime.future_limit,
         )
-        if self.valence_model is not None:
-            vcard = self.valence_model.card
-            self.features = FeaturePipeline.from_card(
-                vcard,
-                list(desc.channels),
-                desc.nominal_rate,
-                units,
-                source=f"EEG stream {desc.name!r}",
-                target=f"valence model {vcard.name!r} ({cfg.model.valence})",
+
+    def _make_features(self, desc: lsl.StreamDescription) -> tuple[FeaturePipeline, FeatureContext]:
+        assert self.valence_model is not None
+        vcard = self.valence_model.card
+        features = FeaturePipeline.from_card(
+            vcard,
+            self._channels(desc, vcard.input.channels),
+            desc.nominal_rate,
+            self._stream_units(desc),
+            source=f"EEG stream {desc.name!r}",
+            target=f"valence model {vcard.name!r} ({self.config.model.valence})",
+        )
+        return features, FeatureContext(vcard.input.n_times, features.n_features)
+
+    def _channels(self, desc: lsl.StreamDescription, wanted: Sequence[str]) -> list[str]:
+        """The stream's channel labels; for a stream that declares none, ``[eeg] channels`` or the card's order."""
+        if desc.labelled:
+            return list(desc.channels)
+        given = self.config.eeg.channels
+        if given is not None:
+            if len(given) != desc.channel_count:
+                raise ModelCardError(
+                    f"[eeg] channels lists {len(given)} labels but EEG stream {desc.name!r} has "
+                    f"{desc.channel_count} channels; give one label per stream channel, in stream order"
+                )
+            return list(given)
+        if desc.channel_count == len(wanted):
+            log.warning(
+                "EEG stream %r declares no channel labels; taking its %d channels in the model's order (%s ...). "
+                "Set [eeg] channels to say which is which",
+                desc.name,
+                desc.channel_count,
+                ", ".join(wanted[:4]),
             )
-            self._feature_context = FeatureContext(vcard.input.n_times, self.features.n_features)
-        self.state = "running"
-        log.info(
-            "serving %s on EEG %s and markers %s; events %r",
-            card.name,
-            desc.summary(),
-            self.markers.description.summary(),
-            cfg.markers.events,
+            return list(wanted)
+        raise ModelCardError(
+            f"EEG stream {desc.name!r} declares no channel labels and has {desc.channel_count} channels, while the "
+            f"model needs {len(wanted)} by name ({', '.join(wanted[:4])} ...). Set [eeg] channels to the stream's "
+            "labels in stream order, or fix the amplifier's LSL metadata"
         )
 
     def _resolve(self, selector: StreamSelector, role: str, section: str, deadline: float) -> pylsl.StreamInfo:
@@ -193,49 +267,30 @@ class Daemon:
         return "microvolts"
 
     def run(self) -> None:
-        """Loop until :meth:`request_stop`: pull, epoch, infer, publish, report status."""
-        assert self.eeg is not None and self.markers is not None and self.pipeline is not None
-        poll = self.config.runtime.poll_interval
+        """Loop until :meth:`request_stop`: take what acquisition made ready, infer, publish, report status."""
+        acq = self.acquisition
+        assert acq is not None
         while not self.stopping:
-            new_markers = self.markers.pull()
-            if new_markers:
-                self._marker_rate.add(len(new_markers))
-                accepted = self.pipeline.push_markers(new_markers)
-                self.counts.markers += len(accepted)
-                self.counts.ignored_markers += len(new_markers) - len(accepted)
-            samples, stamps = self.eeg.pull(timeout=poll)
-            if len(stamps):
-                arrival = lsl.local_clock()
-                if self._lost:
-                    self._recovered()
-                self._eeg_rate.add(len(stamps))
-                self.pipeline.push_samples(samples, stamps, arrival)
-                if self.features is not None:
-                    self._valence(samples, stamps, arrival)
-            elif not self._lost:
-                silent = self._eeg_rate.silent_for()
-                if silent is not None and silent > self.config.runtime.stream_timeout:
-                    self._stream_lost(silent)
-            if self._lost:
-                self._emit(self.pipeline.drain(DropReason.STREAM_LOST, "no EEG data"))
-            else:
-                self._emit(self.pipeline.poll())
+            self._handle(acq.queue.get(timeout=0.05))
+            if acq.error is not None or not acq.alive:
+                raise BciStreamError(f"acquisition stopped: {acq.error}") from acq.error
+            self._check_health()
             self._maybe_status()
 
     def stop(self) -> None:
-        """Answer every pending marker with ``drop`` (shutdown), send a last status, close everything."""
+        """Answer every pending marker, send a last status, close everything, within ``shutdown_timeout``."""
         self.state = "stopping"
-        if self.pipeline is not None:
-            self._emit(self.pipeline.drain(DropReason.SHUTDOWN, "daemon stopped"))
-        if self.publisher is not None:
+        deadline = time.monotonic() + self.config.runtime.shutdown_timeout
+        acq = self.acquisition
+        if acq is not None:
+            # Acquisition pulls the inlets once more, then answers what is left with `shutdown`.
+            if not acq.stop(timeout=0.5 * self.config.runtime.shutdown_timeout):
+                log.error("acquisition did not stop in time; answering its markers here")
+            self._handle(acq.queue.get(timeout=0.0), deadline=deadline)
+        for marker in list(self._ledger):  # whatever acquisition could not answer
+            self._publish_drop(marker, DropReason.SHUTDOWN.value, "the daemon stopped before the window was complete")
+        if self.publisher is not None and self.model is not None:
             self._publish_status()
-        for part in (self.eeg, self.markers):
-            if part is not None:
-                try:
-                    part.close()
-                except Exception:  # closing a dead inlet must not hide the original error
-                    log.debug("closing inlet failed", exc_info=True)
-        if self.publisher is not None:
             self.publisher.close()
         log.info(
             "stopped: %d markers, %d predictions, %d drops %s",
@@ -253,89 +308,118 @@ class Daemon:
         finally:
             self.stop()
 
-    # ------------------------------------------------------------------ stream health
-    def _stream_lost(self, silent: float) -> None:
-        assert self.eeg is not None and self.pipeline is not None
-        self._lost = True
-        self.state = "degraded"
-        log.warning(
-            "EEG stream %r lost: no data for %.1f s; waiting for it to come back", self.eeg.description.name, silent
-        )
-        self._publish_status()
-
-    def _recovered(self) -> None:
-        assert self.eeg is not None and self.pipeline is not None
-        self._lost = False
-        self.state = "running"
-        self.pipeline.restart_signal()  # the filter state and buffer belong to the old signal
-        if self.features is not None and self._feature_context is not None:
-            self.features.reset()
-            self._feature_context.reset()
-        log.warning("EEG stream %r recovered", self.eeg.description.name)
-
     # ------------------------------------------------------------------ results
-    def _emit(self, results: Sequence[Epoch | Drop]) -> None:
-        """Publish results in marker order, running the epochs among them in batches."""
-        if not results:
-            return
-        epochs = [r for r in results if isinstance(r, Epoch)]
-        outputs: dict[int, tuple[np.ndarray, float, int]] = {}
-        failed: dict[int, str] = {}
-        max_batch = self.config.model.max_batch
-        for start in range(0, len(epochs), max_batch):
-            batch = epochs[start : start + max_batch]
-            try:
-                probs, ms = self._infer(batch)
-            except BciStreamError as exc:
-                log.error("%s", exc)
-                for e in batch:
-                    failed[id(e)] = str(exc)
+    def _handle(self, items: list[tuple[Item, float]], deadline: float | None = None) -> None:
+        """Publish queued items in order, running consecutive epochs together in batches."""
+        taken = lsl.local_clock()
+        batch: list[tuple[Epoch, float]] = []
+        for item, queued in items:
+            if isinstance(item, Epoch):
+                batch.append((item, queued))
+                if len(batch) >= self.config.model.max_batch:
+                    self._run_batch(batch, taken, deadline)
+                    batch = []
                 continue
-            for e, p in zip(batch, probs, strict=True):
-                outputs[id(e)] = (p, ms, len(batch))
-        for r in results:
-            if isinstance(r, Drop):
-                self._publish_drop(r.marker, r.reason.value, r.detail)
-            elif id(r) in failed:
-                self._publish_drop(r.marker, DropReason.INFERENCE_ERROR.value, failed[id(r)])
+            if batch:
+                self._run_batch(batch, taken, deadline)
+                batch = []
+            if isinstance(item, Accepted):
+                self._ledger.extend(item.markers)
+                self.counts.markers += len(item.markers)
+                self.counts.ignored_markers += item.ignored
+            elif isinstance(item, Drop):
+                self._publish_drop(item.marker, item.reason.value, item.detail)
+            elif isinstance(item, ValenceWindow):
+                self._valence(item)
+        if batch:
+            self._run_batch(batch, taken, deadline)
+
+    def _run_batch(self, batch: list[tuple[Epoch, float]], taken: float, deadline: float | None) -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            for epoch, _ in batch:
+                self._publish_drop(epoch.marker, DropReason.SHUTDOWN.value, "no time left to run the model")
+            return
+        max_age = self.config.runtime.max_epoch_age
+        fresh: list[tuple[Epoch, float]] = []
+        for epoch, queued in batch:
+            age = taken - (epoch.arrival or taken)
+            if age > max_age:
+                detail = f"its last sample arrived {age:.2f} s before inference could take it (limit {max_age:g} s)"
+                self._publish_drop(epoch.marker, DropReason.OVERLOAD.value, detail)
             else:
-                p, ms, n = outputs[id(r)]
-                self._publish_prediction(r, p, ms, n)
-
-    def _infer(self, batch: list[Epoch]) -> tuple[np.ndarray, float]:
+                fresh.append((epoch, queued))
+        if not fresh:
+            return
         assert self.model is not None
-        card = self.model.card
-        x = normalize(np.stack([e.data for e in batch]), card.preprocessing.normalization)
-        t = time.perf_counter()
-        logits = self.model.run(x)
-        ms = (time.perf_counter() - t) * 1e3
-        return softmax(logits.reshape(len(batch), -1)), ms
+        t0 = time.perf_counter()
+        x = normalize(np.stack([e.data for e, _ in fresh]), self.model.card.preprocessing.normalization)
+        t1 = time.perf_counter()
+        try:
+            probs = softmax(self.model.run(x).reshape(len(fresh), -1))
+        except BciStreamError as exc:
+            log.error("%s", exc)
+            for epoch, _ in fresh:
+                self._publish_drop(epoch.marker, DropReason.INFERENCE_ERROR.value, str(exc))
+            return
+        done = lsl.local_clock()
+        normalize_ms, inference_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
+        for (epoch, queued), p in zip(fresh, probs, strict=True):
+            arrival = epoch.arrival or queued
+            parts = {
+                "preprocess": (queued - arrival) * 1e3 + normalize_ms,
+                "queue": (taken - queued) * 1e3,
+                "inference": inference_ms,
+            }
+            self._publish_prediction(epoch, p, parts, len(fresh), done)
 
-    def _model_info(self) -> ModelInfo:
-        assert self.model is not None
-        return ModelInfo(name=self.model.card.name, version=self.model.card.version, sha256=self.model.sha256)
+    def _answered(self, marker: Marker) -> None:
+        if self._ledger and self._ledger[0] is marker:
+            self._ledger.popleft()
+            return
+        try:
+            self._ledger.remove(marker)
+        except ValueError:
+            log.error("marker %r answered but never accepted (accounting bug)", marker.value[:60])
+            return
+        log.error("marker %r answered out of order (accounting bug)", marker.value[:60])
 
-    def _publish_prediction(self, epoch: Epoch, probs: np.ndarray, inference_ms: float, batch: int) -> None:
+    def _model_info(self, model: OnnxModel | None = None) -> ModelInfo:
+        model = model or self.model
+        assert model is not None
+        return ModelInfo(name=model.card.name, version=model.card.version, sha256=model.sha256)
+
+    def _score(self, marker: Marker, label: str, classes: list[str]) -> tuple[str | None, bool | None]:
+        if self._label_re is None or (m := self._label_re.search(marker.value)) is None:
+            return None, None
+        raw = m.groupdict().get("label")
+        true_label = class_for_label(raw, classes) if raw is not None else None
+        if true_label is None:
+            if raw not in self._unknown_labels:
+                self._unknown_labels.add(str(raw))
+                log.warning("marker label %r is not one of the model's classes; not scored", raw)
+            return None, None
+        correct = true_label == label
+        self.counts.labelled += 1
+        self.counts.correct += int(correct)
+        return true_label, correct
+
+    def _publish_prediction(
+        self, epoch: Epoch, probs: np.ndarray, parts: dict[str, float], batch: int, done: float
+    ) -> None:
         assert self.model is not None and self.publisher is not None
         classes = self.model.classes
         order = np.argsort(probs)[::-1]
         label = classes[int(order[0])]
-        true_label = correct = None
-        if self._label_re is not None and (m := self._label_re.search(epoch.marker.value)):
-            raw = m.group("label")
-            true_label = class_for_label(raw, classes)
-            if true_label is None:
-                if raw not in self._unknown_labels:
-                    self._unknown_labels.add(raw)
-                    log.warning("marker label %r is not one of the model's classes; not scored", raw)
-            else:
-                correct = true_label == label
-                self.counts.labelled += 1
-                self.counts.correct += int(correct)
+        true_label, correct = self._score(epoch.marker, label, classes)
         now = lsl.local_clock()
-        added = (now - epoch.arrival) * 1e3 if epoch.arrival else 0.0
+        parts["publish"] = (now - done) * 1e3
+        added = (now - (epoch.arrival or now)) * 1e3
+        parts["total"] = added
+        for key, value in parts.items():
+            self._parts[key].append(value)
         self._latencies.append(added)
         self.counts.predictions += 1
+        self._answered(epoch.marker)
         k = min(self.config.model.top_k, len(classes))
         self.publisher.publish(
             Prediction,
@@ -349,10 +433,15 @@ class Daemon:
             correct=correct,
             model=self._model_info(),
             timing=Timing(
-                inference_ms=inference_ms,
+                inference_ms=parts["inference"],
                 batch_size=batch,
                 added_latency_ms=added,
-                since_window_end_ms=(now - epoch.end) * 1e3,
+                # A window that ends after "now" on our clock comes from a stream running ahead of it (a replay
+                # at --speed > 1): the figure would be meaningless, so it is left out.
+                since_window_end_ms=None if self._clock_ahead or now < epoch.end - 1e-3 else (now - epoch.end) * 1e3,
+                preprocess_ms=parts["preprocess"],
+                queue_ms=parts["queue"],
+                publish_ms=parts["publish"],
             ),
         )
 
@@ -360,48 +449,84 @@ class Daemon:
         assert self.publisher is not None
         self.counts.drops += 1
         self._drops_by_reason[reason] += 1
-        log.info("drop %s: %s (%s)", marker.value, reason, detail)
+        self._answered(marker)
+        log.info("drop %s: %s (%s)", marker.value[:60], reason, detail)
         self.publisher.publish(
             DropMessage, marker=MarkerInfo(value=marker.value, time=marker.time), reason=reason, detail=detail
         )
 
-    def _valence(self, samples: np.ndarray, stamps: np.ndarray, arrival: float) -> None:
-        """Band-power windows on the hop grid → valence model → one ``valence`` message per window."""
-        assert self.features is not None and self._feature_context is not None
-        assert self.valence_model is not None and self.publisher is not None
-        ready = self._feature_context.push(self.features.push(samples, stamps))
-        if not ready:
-            return
+    def _valence(self, window: ValenceWindow) -> None:
+        """One valence-model run on a band-power context → one ``valence`` message."""
         model = self.valence_model
-        info = ModelInfo(name=model.card.name, version=model.card.version, sha256=model.sha256)
-        for window_end, x in ready:
-            try:
-                out = model.run(x)
-            except BciStreamError as exc:
-                log.error("valence: %s", exc)
-                continue
-            now = lsl.local_clock()
-            added = (now - arrival) * 1e3
-            self._valence_latencies.append(added)
-            value = float(np.asarray(out).reshape(-1)[-1])  # the last step is the newest window
-            self.publisher.publish(Valence, window_end=window_end, value=value, model=info, added_latency_ms=added)
+        assert model is not None and self.publisher is not None
+        try:
+            out = model.run(window.x)
+        except BciStreamError as exc:
+            log.error("valence: %s", exc)
+            return
+        added = (lsl.local_clock() - window.arrival) * 1e3
+        self._valence_latencies.append(added)
+        value = float(np.asarray(out).reshape(-1)[-1])  # the last step is the newest window
+        self.publisher.publish(
+            Valence, window_end=window.window_end, value=value, model=self._model_info(model), added_latency_ms=added
+        )
 
-    # ------------------------------------------------------------------ status
+    # ------------------------------------------------------------------ health and status
+    def _check_health(self) -> None:
+        acq = self.acquisition
+        assert acq is not None
+        connected = acq.eeg_health.connected and acq.marker_health.connected
+        state = "running" if connected else "degraded"
+        if state != self.state:
+            self.state = state
+            self._publish_status()
+        newest = acq.newest_sample
+        if newest is not None:
+            ahead = newest - lsl.local_clock() > 0.5
+            if ahead and not self._clock_ahead:
+                acq.warn_once(
+                    "ahead",
+                    "EEG timestamps run ahead of this machine's LSL clock (a replay at --speed > 1?): "
+                    "since_window_end_ms and buffer_lag_ms are left out; added_latency_ms stays exact",
+                )
+            self._clock_ahead = ahead
+        waited, sample = self._no_match.unmatched_for()
+        if waited > self.config.runtime.no_match_warning:
+            shown = ", ".join(f"{v!r} ×{n}" for v, n in sample.items())
+            acq.warn_once(
+                "no-match",
+                f"markers arrive but none has matched events {self.events!r} (from {self._events_from}) for "
+                f"{waited:.0f} s; received e.g. {shown}. Set [markers] events to a regex that matches them",
+            )
+        idle = self.config.runtime.until_idle
+        if idle is not None:
+            last = acq.eeg_health.last_data
+            silent = time.monotonic() - (last if last is not None else self.started_at)
+            if silent > idle and not self.stopping:
+                log.info("no EEG for %.1f s ([runtime] until_idle = %g s): stopping", silent, idle)
+                self.request_stop()
+
     def _maybe_status(self) -> None:
         if time.monotonic() >= self._next_status:
             self._publish_status()
 
-    def _stream_status(self, inlet: lsl.EegInlet | lsl.MarkerInlet | None, meter: _RateMeter) -> StreamStatus | None:
-        if inlet is None:
+    def _stream_status(self, key: str, health: StreamHealth) -> StreamStatus | None:
+        d = health.description
+        if d is None:
             return None
-        d = inlet.description
+        now = time.monotonic()
+        last_count, last_t = self._rates.get(key, (health.samples, self.started_at))
+        rate = (health.samples - last_count) / (now - last_t) if now > last_t else None
+        self._rates[key] = (health.samples, now)
         return StreamStatus(
             name=d.name,
             source_id=d.source_id,
             nominal_rate=d.nominal_rate,
-            measured_rate=meter.take(),
-            connected=not (self._lost and isinstance(inlet, lsl.EegInlet)),
-            seconds_since_data=meter.silent_for(),
+            measured_rate=rate,
+            connected=health.connected,
+            seconds_since_data=None if health.last_data is None else now - health.last_data,
+            since=health.since,
+            reconnects=health.reconnects,
         )
 
     def latency_percentiles(self, which: str = "prediction") -> tuple[float | None, float | None]:
@@ -415,21 +540,26 @@ class Daemon:
     def _publish_status(self) -> None:
         assert self.model is not None and self.publisher is not None
         self._next_status = time.monotonic() + self.config.publish.status_interval
-        lag = None
-        if self.pipeline is not None and len(self.pipeline.buffer):
-            lag = (lsl.local_clock() - float(self.pipeline.buffer.times[-1])) * 1e3
+        acq = self.acquisition
+        cpu, wall = time.process_time(), time.monotonic()
+        if wall - self._cpu[1] > 0.2:
+            self._cpu_percent = 100.0 * (cpu - self._cpu[0]) / (wall - self._cpu[1])
+            self._cpu = (cpu, wall)
+        newest = acq.newest_sample if acq is not None else None
+        lag = None if newest is None or self._clock_ahead else (lsl.local_clock() - newest) * 1e3
         p50, p99 = self.latency_percentiles()
         v50, v99 = self.latency_percentiles("valence")
+        parts = {k: np.asarray(v) for k, v in self._parts.items() if v}
         self.counts.drops_by_reason = dict(self._drops_by_reason)
         n_classes = len(self.model.classes)
         self.publisher.publish(
             Status,
             state=self.state,
             uptime_s=time.monotonic() - self.started_at,
-            eeg=self._stream_status(self.eeg, self._eeg_rate),
-            markers=self._stream_status(self.markers, self._marker_rate),
+            eeg=self._stream_status("eeg", acq.eeg_health) if acq else None,
+            markers=self._stream_status("markers", acq.marker_health) if acq else None,
             buffer_lag_ms=lag,
-            pending_epochs=self.pipeline.epocher.pending if self.pipeline else 0,
+            pending_epochs=acq.pending if acq else 0,
             provider=self.model.provider,
             model=self._model_info(),
             counts=self.counts.model_copy(),
@@ -439,6 +569,13 @@ class Daemon:
             latency_p99_ms=p99,
             valence_latency_p50_ms=v50,
             valence_latency_p99_ms=v99,
+            timing_p50_ms={k: float(np.percentile(v, 50)) for k, v in parts.items()},
+            timing_p99_ms={k: float(np.percentile(v, 99)) for k, v in parts.items()},
+            cpu_percent=self._cpu_percent,
+            queued=len(acq.queue) if acq else 0,
+            events=f"{self.events} (from {self._events_from})",
+            insecure=self.publisher.insecure,
+            warnings=list(self.publisher.warnings) + (list(acq.warnings) if acq else []),
         )
 
 

@@ -20,10 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .card import read_card
 from .client import Subscriber, SubscriberTimeout
-from .config import load_config
+from .config import load_config, marker_rules
 from .errors import BciStreamError, RecordingError
-from .listen import format_message
+from .listen import ValenceScale, format_message
 from .messages import Drop, Prediction, Status, Valence
 from .recordings import read_recording
 
@@ -110,7 +111,8 @@ def run_demo(
             f"`bci-train synth --out {recording}` (make demo does this)"
         )
     cfg = load_config(config if config.is_file() else None)
-    events = re.compile(cfg.markers.events)
+    card = read_card(model).input
+    events = re.compile(marker_rules(cfg.markers, card.events, card.label)[0])
     expected = sum(1 for m in read_recording(recording).markers if events.search(m.value))
     endpoint = free_tcp_endpoint()
     name = f"bci-demo-{uuid.uuid4().hex[:8]}"
@@ -153,6 +155,7 @@ def run_demo(
             replay = subprocess.Popen(replay_cmd, stdout=replay_log, stderr=subprocess.STDOUT)
             deadline = time.monotonic() + timeout
             quiet_since: float | None = None
+            scale = ValenceScale.choose(None, valence_model)  # the card's training range, else auto
             next_status = time.monotonic() + 10
             while len(predictions) + len(drops) < expected and time.monotonic() < deadline:
                 if daemon.poll() is not None:
@@ -173,8 +176,9 @@ def run_demo(
                     say(format_message(msg))
                 elif isinstance(msg, Valence):
                     valence.append(msg)
+                    scale.place(msg.value)  # every value widens an auto range, shown or not
                     if len(valence) % 4 == 1:  # 4 Hz on the wire; one line a second is enough to watch
-                        say(format_message(msg))
+                        say(format_message(msg, scale))
                 elif isinstance(msg, Status):
                     provider = msg.provider
                     if time.monotonic() >= next_status:
@@ -206,6 +210,7 @@ def run_demo(
         )
     line = summary_line(predictions, drops, expected, provider)
     if offline:  # issue 11: the same model on the same recording, cut offline; it must agree with accuracy=
-        line += f" offline_accuracy={offline_accuracy(recording, model, cfg.markers.events, cfg.markers.label)}"
+        rule_events, rule_label, _ = marker_rules(cfg.markers, card.events, card.label)  # the daemon's own rule
+        line += f" offline_accuracy={offline_accuracy(recording, model, rule_events, rule_label)}"
     out(line)
     return 0 if answered == expected else 1

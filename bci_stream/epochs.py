@@ -39,6 +39,9 @@ class DropReason(StrEnum):
     SHUTDOWN = "shutdown"  # the daemon stopped before the window was complete
     END_OF_DATA = "end-of-data"  # offline: the recording ends before the window does
     INFERENCE_ERROR = "inference-error"  # ONNX Runtime failed on this epoch
+    DISCONTINUITY = "discontinuity"  # the EEG timestamps jumped inside the window (or the filter was settling)
+    FUTURE = "future"  # the window lies further ahead of the newest sample than the stream can deliver soon
+    OVERLOAD = "overload"  # inference fell behind: the epoch waited longer than allowed
 
 
 @dataclass
@@ -163,15 +166,23 @@ class Epocher:
         Rate of the buffered stream in Hz.
     sfreq_out : float
         Rate the model expects in Hz (equal to ``sfreq_in`` for sample-exact epochs).
+    future_limit : float or None
+        A marker whose window ends more than this many seconds after the newest sample is answered at
+        once with ``future`` instead of holding every later marker (None: wait for ever, offline).
     """
 
-    def __init__(self, tmin: float, n_times: int, sfreq_in: float, sfreq_out: float) -> None:
+    def __init__(
+        self, tmin: float, n_times: int, sfreq_in: float, sfreq_out: float, *, future_limit: float | None = None
+    ) -> None:
         self.tmin = tmin
         self.n_times = n_times
         self.sfreq_in = sfreq_in
         self.sfreq_out = sfreq_out
+        self.future_limit = future_limit
         self.same_rate = abs(sfreq_in - sfreq_out) <= 1e-9 * sfreq_out
         self._pending: deque[Marker] = deque()
+        # Spans of stream time that no epoch may use, with the reason shown in the drop (newest last).
+        self._blackouts: deque[tuple[float, float, str]] = deque(maxlen=64)
 
     @property
     def pending(self) -> int:
@@ -179,6 +190,14 @@ class Epocher:
 
     def add(self, markers: Iterable[Marker]) -> None:
         self._pending.extend(markers)
+
+    def black_out(self, start: float, end: float, detail: str) -> None:
+        """Refuse every epoch whose window overlaps ``[start, end]`` (s) with ``discontinuity``."""
+        self._blackouts.append((start, end, detail))
+
+    def clear_blackouts(self) -> None:
+        """Forget every refused span (the stream's timeline restarted)."""
+        self._blackouts.clear()
 
     def window(self, marker: Marker) -> tuple[float, float]:
         """Nominal window ``[start, end)`` of a marker's epoch, in seconds."""
@@ -202,9 +221,27 @@ class Epocher:
         self._pending.clear()
         return drops
 
+    def _refuse(self, marker: Marker, buf: RingBuffer) -> Drop | None:
+        """A drop for a marker that can never get an epoch, decided before looking for its samples."""
+        start, end = self.window(marker)
+        for lo, hi, detail in reversed(self._blackouts):
+            if start <= hi and end >= lo:
+                return Drop(marker, DropReason.DISCONTINUITY, detail)
+        if self.future_limit is not None and len(buf) and end > buf.times[-1] + self.future_limit:
+            return Drop(
+                marker,
+                DropReason.FUTURE,
+                f"window ends at {end:.3f} s, {end - buf.times[-1]:.3f} s after the newest sample "
+                f"(limit {self.future_limit:g} s): is the marker stamped on another clock?",
+            )
+        return None
+
     def _cut(self, marker: Marker, buf: RingBuffer) -> Epoch | Drop | None:
         if len(buf) == 0:
             return None
+        refused = self._refuse(marker, buf)
+        if refused is not None:
+            return refused
         period = 1.0 / self.sfreq_in
         start, _end = self.window(marker)
         times = buf.times

@@ -35,3 +35,7 @@ class StreamLostError(BciStreamError):
 
 class InferenceError(BciStreamError):
     """ONNX Runtime failed to load or run a model."""
+
+
+class TrainingError(BciStreamError):
+    """Training data or a training setting cannot give what was asked (``bci-train``; the message says why)."""

@@ -17,10 +17,12 @@ From a raw stream to one feature vector, at the *stream's own rate* (nothing is 
    the first sample the pipeline saw: window ``k`` covers samples ``[e_k − W, e_k)`` with
    ``e_k = W + round_half_up(k × hop × sfreq)``, k = 0, 1, 2 … (with the defaults at 128 Hz: ends 256, 288, …);
    its time is the timestamp of its last sample plus ``1 / sfreq`` (offline 2.0 s, 2.25 s, … from the start);
-5. per channel, Welch's PSD inside the window (as ``scipy.signal.welch``): Hann segments of
-   ``S = round(segment × sfreq)`` samples, 50 % overlap (``S // 2``), mean removed per segment, periodograms
-   averaged (3 segments for a 2 s window of 1 s segments; constant scale factors cancel in step 6); bins are
-   ``j / segment`` Hz whatever the rate, so features are comparable across rates;
+5. per channel, Welch's PSD inside the window (``scipy.signal.welch(window="hann", nperseg=S, noverlap=S // 2,
+   detrend="constant")``): Hann segments of ``S = round(segment × sfreq)`` samples, 50 % overlap, mean removed per
+   segment, periodograms averaged (3 segments for a 2 s window of 1 s segments; constant scale factors cancel in
+   step 6), with scipy's one-sided doubling undone (every bin weighs |X_j|², DC and Nyquist included: it only
+   matters for a band that contains 0 Hz or the Nyquist frequency); bins are ``j / segment`` Hz whatever the rate,
+   so features are comparable across rates;
 6. band power = sum of the PSD bins with ``low ≤ f < high``; relative band power = band power / sum over all
    bands of that channel (0 for every band of a channel without power);
 7. feature order is **channel-major**: ``[ch0·band0, ch0·band1, …, ch0·band5, ch1·band0, …]``, i.e. index
@@ -171,16 +173,13 @@ def band_power_windows(windows: np.ndarray, sfreq: float, spec: FeatureSpec) -> 
     n_win, n_times, n_ch = windows.shape
     if n_times < s:
         raise ValueError(f"a window of {n_times} samples is shorter than one Welch segment ({s} samples)")
-    # Welch by hand (= scipy.signal.welch with window="hann", nperseg=S, noverlap=S // 2, detrend="constant",
-    # up to a constant factor that the relative power cancels): mean periodogram of the Hann-windowed segments.
-    x = np.ascontiguousarray(np.swapaxes(windows, 1, 2))  # (n_win, n_ch, n_times): FFT along the last axis
-    step = s - s // 2
-    hann = sps.get_window("hann", s)
-    psd = np.zeros((n_win, n_ch, s // 2 + 1))
-    for k in range((n_times - s) // step + 1):
-        seg = x[:, :, k * step : k * step + s]
-        spectrum = np.fft.rfft((seg - seg.mean(axis=2, keepdims=True)) * hann, axis=2)
-        psd += spectrum.real**2 + spectrum.imag**2
+    # scipy's one-sided density doubles every bin but DC and (for even S) Nyquist; the contract (step 5) weighs
+    # all bins alike, as the band powers were trained on, so undo the doubling. Constant scale factors cancel.
+    _, psd = sps.welch(
+        windows, fs=sfreq, window="hann", nperseg=s, noverlap=s // 2, detrend="constant", axis=1, average="mean"
+    )  # (n_win, n_bins, n_ch)
+    psd[:, 1 : None if s % 2 else -1] /= 2.0
+    psd = np.swapaxes(psd, 1, 2)  # (n_win, n_ch, n_bins)
     power = psd @ masks.T  # (n_win, n_ch, n_bands)
     total = power.sum(axis=2, keepdims=True)
     relative = np.divide(power, total, out=np.zeros_like(power), where=total > 0)

@@ -1,10 +1,11 @@
-"""LSL inlets for the daemon: resolve by name/type/source_id, numpy pulls, clock correction.
+"""LSL inlets for the daemon: resolve by name/type/source_id, numpy pulls, clock correction, liveness.
 
 This is the only module of the online path that talks to liblsl; its errors are translated
 into :mod:`bci_stream.errors` here. Inlets use small buffers (seconds, not liblsl's 360 s
-default) so data is never stale, ``clocksync | dejitter`` for the EEG and ``clocksync`` for
-markers (dejittering an irregular stream is meaningless), and ``recover=True`` so that a stream
-which comes back under the same source_id is picked up again.
+default) so data is never stale, and ``clocksync`` only: the EEG stamps are dejittered by
+:mod:`bci_stream.timing`, which restarts its regression at a discontinuity (liblsl's
+``proc_dejitter`` never does). ``recover=True`` lets liblsl pick a stream up again when it comes
+back under the same source_id; :class:`StreamWatch` finds it when it comes back under another.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class StreamDescription:
     channel_format: int
     channels: tuple[str, ...]
     units: tuple[str, ...]
+    labelled: bool = True  # False: the stream declares no channel labels (``channels`` are ch1, ch2 ...)
+    uid: str = ""
+    created_at: float = 0.0
 
     def summary(self) -> str:
         rate = f"{self.nominal_rate:g} Hz" if self.nominal_rate > 0 else "irregular"
@@ -62,9 +66,10 @@ def describe(info: pylsl.StreamInfo) -> StreamDescription:
         labels.append(ch.child_value("label"))
         units.append(ch.child_value("unit"))
         ch = ch.next_sibling()
-    if len(labels) != info.channel_count() or not all(labels):
+    labelled = len(labels) == info.channel_count() and all(labels)
+    if not labelled:
         labels = [f"ch{i + 1}" for i in range(info.channel_count())]
-        units = [""] * info.channel_count()
+        units = (units + [""] * info.channel_count())[: info.channel_count()]
     return StreamDescription(
         name=info.name(),
         type=info.type(),
@@ -75,6 +80,9 @@ def describe(info: pylsl.StreamInfo) -> StreamDescription:
         channel_format=info.channel_format(),
         channels=tuple(labels),
         units=tuple(units),
+        labelled=labelled,
+        uid=info.uid(),
+        created_at=info.created_at(),
     )
 
 
@@ -103,7 +111,8 @@ def resolve(
     """Wait up to ``wait`` seconds for a stream matching ``selector``.
 
     ``on_tick`` is called about every 50 ms while waiting (the daemon keeps publishing status),
-    and a set ``stop`` event ends the wait early.
+    and a set ``stop`` event ends the wait early. When several streams match, the newest is taken
+    and a warning names them all.
 
     Raises
     ------
@@ -113,13 +122,17 @@ def resolve(
     resolver = pylsl.ContinuousResolver(forget_after=max(5.0, wait))
     deadline = time.monotonic() + wait
     seen: dict[str, pylsl.StreamInfo] = {}
+    first_match: float | None = None
     try:
         while True:
             for info in resolver.results():
                 seen[info.uid()] = info
-                if _matches(info, selector):
-                    log.info("found %s stream %s", role, describe(info).summary())
-                    return info
+            matching = [i for i in seen.values() if _matches(i, selector)]
+            if matching and first_match is None:
+                first_match = time.monotonic()
+            # Once one matches, listen a little longer so that a second stream of the same name is seen too.
+            if first_match is not None and time.monotonic() - first_match >= _DUPLICATE_GRACE:
+                return choose_newest(matching, selector, role, config_section)
             if time.monotonic() >= deadline or (stop is not None and stop.is_set()):
                 break
             if on_tick is not None:
@@ -129,12 +142,57 @@ def resolve(
         del resolver
     if stop is not None and stop.is_set():
         raise StreamNotFoundError(f"stopped while waiting for the {role} stream ({selector.describe()})")
+    if first_match is not None:
+        return choose_newest([i for i in seen.values() if _matches(i, selector)], selector, role, config_section)
     found = "; ".join(describe(i).summary() for i in seen.values()) or "none"
     raise StreamNotFoundError(
         f"no {role} stream with {selector.describe()} appeared within {wait:.1f} s. Streams found: {found}. "
         f"Start the amplifier or `bci-stream replay FILE`, or fix [{config_section}] in the config "
         f"(or pass --{config_section}-name)."
     )
+
+
+#: Seconds to keep listening after the first matching stream, to notice a second one with the same name.
+_DUPLICATE_GRACE = 0.3
+
+
+def choose_newest(
+    matching: list[pylsl.StreamInfo], selector: StreamSelector, role: str, config_section: str
+) -> pylsl.StreamInfo:
+    """The most recently created of ``matching``; warns, naming them all, when there is more than one."""
+    newest = max(matching, key=lambda i: i.created_at())
+    if len(matching) > 1:
+        names = "; ".join(describe(i).summary() for i in matching)
+        log.warning(
+            "%d %s streams match %s: %s. Taking the newest, %s; set [%s] source_id to choose another",
+            len(matching),
+            role,
+            selector.describe(),
+            names,
+            describe(newest).summary(),
+            config_section,
+        )
+    else:
+        log.info("found %s stream %s", role, describe(newest).summary())
+    return newest
+
+
+class StreamWatch:
+    """Which streams matching a selector are visible on the network now (liblsl resolves in the background).
+
+    Used to notice that a stream has gone (its uid no longer answers) and to find it again when it
+    comes back, possibly under a new ``source_id``. Never blocks.
+    """
+
+    def __init__(self, selector: StreamSelector, *, forget_after: float) -> None:
+        self.selector = selector
+        self._resolver = pylsl.ContinuousResolver(forget_after=forget_after)
+
+    def matching(self) -> list[pylsl.StreamInfo]:
+        return [i for i in self._resolver.results() if _matches(i, self.selector)]
+
+    def close(self) -> None:
+        del self._resolver
 
 
 def _open_inlet(
@@ -159,12 +217,11 @@ def _open_inlet(
 
 
 class EegInlet:
-    """A numeric stream's inlet that pulls numpy chunks with clock-corrected, dejittered timestamps."""
+    """A numeric stream's inlet that pulls numpy chunks with clock-corrected raw timestamps."""
 
     def __init__(self, info: pylsl.StreamInfo, *, buffer_seconds: int = 10, open_timeout: float = 5.0) -> None:
-        self._inlet, full = _open_inlet(
-            info, "EEG", pylsl.proc_clocksync | pylsl.proc_dejitter, buffer_seconds, open_timeout
-        )
+        # clocksync only: dejittering is ours (bci_stream.timing), so that it restarts at a discontinuity.
+        self._inlet, full = _open_inlet(info, "EEG", pylsl.proc_clocksync, buffer_seconds, open_timeout)
         self.description = describe(full)
         dtype = _NUMPY_DTYPES.get(full.channel_format())
         if dtype is None:
@@ -182,7 +239,7 @@ class EegInlet:
             _samples, stamps = self._inlet.pull_chunk(
                 timeout=timeout, max_samples=self._max_samples, dest_obj=self._dest, min_samples=1, as_numpy=True
             )
-        except pylsl.util.LostError as exc:  # only raised with recover=False; kept for safety
+        except pylsl.util.LostError as exc:  # a stream without source_id cannot be recovered by liblsl
             raise StreamLostError(f"EEG stream {self.description.name!r} was lost ({exc})") from exc
         n = len(stamps)
         return self._dest[:n], np.asarray(stamps, dtype=np.float64)
@@ -197,16 +254,33 @@ class MarkerInlet:
     def __init__(self, info: pylsl.StreamInfo, *, buffer_seconds: int = 30, open_timeout: float = 5.0) -> None:
         self._inlet, full = _open_inlet(info, "marker", pylsl.proc_clocksync, buffer_seconds, open_timeout)
         self.description = describe(full)
+        self._numeric = full.channel_format() != pylsl.cf_string
+        self._warned_encoding = False
 
     def pull(self) -> list[Marker]:
+        """Every marker waiting in the inlet. Any bytes are accepted: invalid UTF-8 is decoded with
+        replacement characters (logged once), numeric marker streams give their first channel as text."""
         try:
-            values, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=1024)
+            values, stamps = self._inlet.pull_chunk(timeout=0.0, max_samples=1024, as_numpy=True)
         except pylsl.util.LostError as exc:
             raise StreamLostError(f"marker stream {self.description.name!r} was lost ({exc})") from exc
-        return [
-            Marker(str(v[0]) if isinstance(v, list | tuple) else str(v), float(t))
-            for v, t in zip(values, stamps, strict=True)
-        ]
+        return [Marker(self._text(row[0]), float(t)) for row, t in zip(values, stamps, strict=True)]
+
+    def _text(self, value: object) -> str:
+        if not isinstance(value, bytes):
+            return f"{value:g}" if isinstance(value, float | np.floating) else str(value)
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            if not self._warned_encoding:
+                self._warned_encoding = True
+                log.warning(
+                    "marker stream %r sent a marker that is not UTF-8 (%r); decoding with replacement "
+                    "characters (this is logged once). Send UTF-8 from the stimulus program.",
+                    self.description.name,
+                    value[:40],
+                )
+            return value.decode("utf-8", errors="replace")
 
     def close(self) -> None:
         self._inlet.close_stream()

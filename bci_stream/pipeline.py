@@ -11,12 +11,29 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import signal as sps
 
 from .card import InputSpec, Preprocessing
 from .epochs import Drop, DropReason, Epoch, Epocher, Marker, RingBuffer
 from .errors import RecordingError
 from .recordings import Recording
 from .signal import Preprocessor
+from .timing import Discontinuity
+
+
+def settling_time(sos: np.ndarray | None, sfreq: float, *, tolerance: float = 1e-3, longest: float = 10.0) -> float:
+    """Seconds after a restart until the causal filter's impulse response has decayed below ``tolerance``.
+
+    ``tolerance`` is relative to the response's peak; the answer is capped at ``longest`` seconds.
+    """
+    if sos is None:
+        return 0.0
+    n = int(longest * sfreq)
+    impulse = np.zeros(n)
+    impulse[0] = 1.0
+    h = np.abs(sps.sosfilt(sos, impulse))
+    above = np.flatnonzero(h > tolerance * h.max())
+    return float(above[-1] + 1) / sfreq if len(above) else 0.0
 
 
 class EpochPipeline:
@@ -36,6 +53,8 @@ class EpochPipeline:
         Passed to :class:`~bci_stream.epochs.RingBuffer` (offline: 0).
     source, target : str
         Names of the stream and of the model for error messages.
+    future_limit : float or None
+        Online: seconds past the newest sample after which a marker's window is answered ``future``.
     """
 
     def __init__(
@@ -51,6 +70,7 @@ class EpochPipeline:
         buffer_slack: int | None = None,
         source: str = "the stream",
         target: str = "the model",
+        future_limit: float | None = None,
     ) -> None:
         self.input_spec = input_spec
         self.preprocessor = Preprocessor(
@@ -58,17 +78,50 @@ class EpochPipeline:
         )
         capacity = int(np.ceil(max(buffer_seconds, 2 * (input_spec.duration + abs(input_spec.tmin))) * stream_sfreq))
         self.buffer = RingBuffer(len(input_spec.channels), capacity, buffer_slack)
-        self.epocher = Epocher(input_spec.tmin, input_spec.n_times, stream_sfreq, input_spec.sfreq)
+        self.epocher = Epocher(
+            input_spec.tmin, input_spec.n_times, stream_sfreq, input_spec.sfreq, future_limit=future_limit
+        )
         self.events = re.compile(events) if events else None
         self.ignored_markers = 0
+        #: Seconds the causal filter needs after a restart before its output can be trusted.
+        self.settling_time = settling_time(self.preprocessor.filter.sos, stream_sfreq)
+        self.sfreq = stream_sfreq
+        self._ready: list[Epoch | Drop] = []  # answered while a chunk was split at a discontinuity
 
     def matches(self, value: str) -> bool:
         return self.events is None or self.events.search(value) is not None
 
-    def push_samples(self, raw: np.ndarray, times: np.ndarray, arrival: float = 0.0) -> None:
-        """Add a chunk of raw stream samples (n, n_stream_channels) with timestamps (n,)."""
-        filtered, finite = self.preprocessor.process(raw)
-        self.buffer.append(filtered, np.asarray(times, dtype=np.float64), finite, arrival)
+    def push_samples(
+        self,
+        raw: np.ndarray,
+        times: np.ndarray,
+        arrival: float = 0.0,
+        breaks: Sequence[Discontinuity] = (),
+    ) -> None:
+        """Add a chunk of raw stream samples (n, n_stream_channels) with timestamps (n,).
+
+        ``breaks`` (online, from :class:`~bci_stream.timing.StampCorrector`) split the chunk: epochs the
+        signal before a break can complete are cut first, then the filter restarts, and every marker
+        whose window touches the break or the filter's settling time after it is answered
+        ``discontinuity``.
+        """
+        times = np.asarray(times, dtype=np.float64)
+        start = 0
+        for brk in breaks:
+            self._append(raw[start : brk.index], times[start : brk.index], arrival)
+            self._ready.extend(self.epocher.poll(self.buffer))
+            self.restart_signal(
+                after=float(times[brk.index]),
+                span=brk.blackout,
+                detail=brk.describe(self.sfreq),
+            )
+            start = brk.index
+        self._append(raw[start:], times[start:], arrival)
+
+    def _append(self, raw: np.ndarray, times: np.ndarray, arrival: float) -> None:
+        if len(times):
+            filtered, finite = self.preprocessor.process(raw)
+            self.buffer.append(filtered, times, finite, arrival)
 
     def push_markers(self, markers: Iterable[Marker]) -> list[Marker]:
         """Queue the markers that match ``events``; returns the ones accepted."""
@@ -82,15 +135,43 @@ class EpochPipeline:
         return accepted
 
     def poll(self) -> list[Epoch | Drop]:
-        return self.epocher.poll(self.buffer)
+        """Every marker answerable now, in marker order."""
+        ready, self._ready = self._ready, []
+        return ready + self.epocher.poll(self.buffer)
 
-    def drain(self, reason: DropReason, detail: str = "") -> list[Drop]:
-        return self.epocher.drain(reason, detail)
+    def drain(self, reason: DropReason, detail: str = "") -> list[Drop | Epoch]:
+        """Answer everything pending: what is already cut first, then ``reason`` for the rest."""
+        ready, self._ready = self._ready, []
+        return ready + list(self.epocher.drain(reason, detail))
 
-    def restart_signal(self) -> None:
-        """After a stream gap: forget the filter state and the buffered signal (markers stay)."""
+    def restart_signal(
+        self, *, after: float | None = None, span: tuple[float, float] | None = None, detail: str = ""
+    ) -> None:
+        """The signal breaks here: restart the filter, and refuse windows over the break and the settling.
+
+        Parameters
+        ----------
+        after : float, optional
+            Time of the first sample of the new signal, s. Signal held from before that time is kept
+            when the new signal continues forward in time (a hole), forgotten when it goes backward.
+        span : (float, float), optional
+            Stream times that no epoch may use (the break itself), s; the settling time is added after
+            ``after``.
+        detail : str
+            What happened, for the ``discontinuity`` drops.
+        """
         self.preprocessor.reset()
-        self.buffer.clear()
+        if after is None or (len(self.buffer) and self.buffer.times[-1] >= after):
+            # Time went backward (or the stream was lost): a new timeline starts, nothing held is valid.
+            self.buffer.clear()
+            self.epocher.clear_blackouts()
+            span = None
+        if after is not None:
+            lo, hi = span if span is not None else (after, after)
+            settle = self.settling_time
+            self.epocher.black_out(
+                lo, max(hi, after + settle), f"{detail}; filter settling {settle:.3f} s" if settle else detail
+            )
 
 
 @dataclass

@@ -471,3 +471,207 @@ def _xdf_scales(units: list[str], labels: list[str], stream: str, path: Path) ->
 def _shorten(items: list[str], limit: int = 8) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Whole XDF sessions (every stream, as recorded)
+
+
+@dataclass
+class XdfStream:
+    """One stream of an XDF file as recorded: header fields, metadata and clock-corrected samples.
+
+    Attributes
+    ----------
+    name, type, source_id : str
+        From the stream header.
+    channel_count : int
+    nominal_srate : float
+        Hz; 0 for an irregular stream.
+    channel_format : str
+        XDF/LSL format name: ``float32``, ``double64``, ``int8``/``16``/``32``/``64`` or ``string``.
+    desc : dict
+        The header's ``<desc>`` as pyxdf parses it (tag → list of text or nested dicts); empty if none.
+    time_series : ndarray, shape (n_samples, channel_count), or list of lists of str
+        The samples, in the file's units.
+    time_stamps : ndarray, shape (n_samples,)
+        LSL seconds, clock-corrected (and dejittered for regular streams) by :func:`pyxdf.load_xdf`.
+    """
+
+    name: str
+    type: str
+    source_id: str
+    channel_count: int
+    nominal_srate: float
+    channel_format: str
+    desc: dict[str, Any]
+    time_series: Any
+    time_stamps: np.ndarray
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.time_stamps)
+
+    @property
+    def channels(self) -> list[dict[str, str]]:
+        """Per-channel metadata (``label``, ``type``, ``unit`` ... as text), empty when the header has none."""
+        try:
+            entries = self.desc["channels"][0]["channel"]
+        except (KeyError, IndexError, TypeError):
+            return []
+        return [{k: _info_value(ch, k) for k in ch} for ch in entries if isinstance(ch, dict)]
+
+    def marker_counts(self) -> dict[str, int]:
+        """Marker value → count for a string stream (channels joined with ``,``); empty for numeric streams."""
+        if self.channel_format != "string":
+            return {}
+        counts: dict[str, int] = {}
+        for sample in self.time_series:
+            value = ",".join(str(v) for v in sample)
+            counts[value] = counts.get(value, 0) + 1
+        return counts
+
+
+def read_xdf_streams(path: str | Path) -> list[XdfStream]:
+    """Every stream of an XDF file, on clock-corrected timestamps (pyxdf's defaults).
+
+    Raises
+    ------
+    RecordingError
+        If the file is missing or pyxdf cannot read it.
+    """
+    import pyxdf
+
+    path = Path(path)
+    if not path.exists():
+        raise RecordingError(f"XDF file {str(path)!r} does not exist (resolved to {str(path.resolve())!r})")
+    try:
+        raw_streams, _header = pyxdf.load_xdf(str(path))
+    except Exception as exc:  # pyxdf raises many types (struct.error, ValueError, OSError ...) for bad files
+        raise RecordingError(f"cannot read {str(path)!r} with pyxdf.load_xdf: {exc}") from exc
+    streams = []
+    for raw in raw_streams:
+        info = raw["info"]
+        desc = info.get("desc") or [None]
+        fmt = _info_value(info, "channel_format") or "float32"
+        stamps = np.asarray(raw["time_stamps"], dtype=np.float64)
+        series = raw["time_series"]
+        count = int(_info_value(info, "channel_count") or 0)
+        if fmt != "string":
+            series = np.asarray(series).reshape(len(stamps), count) if len(stamps) else np.zeros((0, count))
+        else:
+            series = [[str(v) for v in sample] for sample in series]
+        streams.append(
+            XdfStream(
+                name=_info_value(info, "name"),
+                type=_info_value(info, "type"),
+                source_id=_info_value(info, "source_id"),
+                channel_count=count,
+                nominal_srate=float(_info_value(info, "nominal_srate") or 0.0),
+                channel_format=fmt,
+                desc=desc[0] if isinstance(desc[0], dict) else {},
+                time_series=series,
+                time_stamps=stamps,
+            )
+        )
+    return streams
+
+
+def select_xdf_streams(streams: list[XdfStream], names: Sequence[str] | None, source: str) -> list[XdfStream]:
+    """The streams named in ``names`` (all when None), in file order.
+
+    Raises
+    ------
+    RecordingError
+        If a name matches no stream (the message lists the streams there are).
+    """
+    if not names:
+        return list(streams)
+    available = [s.name for s in streams]
+    missing = [n for n in names if n not in available]
+    if missing:
+        raise RecordingError(
+            f"{source} has no stream named {', '.join(map(repr, missing))}; its streams: "
+            f"{', '.join(map(repr, available)) or 'none'} (use `bci-stream inspect FILE.xdf` to list them)"
+        )
+    return [s for s in streams if s.name in names]
+
+
+def describe_xdf(streams: list[XdfStream], *, max_values: int = 20) -> list[str]:
+    """Lines for ``bci-stream inspect FILE.xdf``: one block per stream; times relative to the file's first stamp."""
+    firsts = [float(s.time_stamps[0]) for s in streams if s.n_samples]
+    origin = min(firsts) if firsts else 0.0
+    lines = []
+    for s in streams:
+        rate = f"{s.nominal_srate:g} Hz" if s.nominal_srate > 0 else "irregular"
+        span = (
+            f"first {s.time_stamps[0]:.3f} s, last {s.time_stamps[-1]:.3f} s (LSL clock; "
+            f"+{s.time_stamps[0] - origin:.3f} … +{s.time_stamps[-1] - origin:.3f} s into the file)"
+            if s.n_samples
+            else "no samples"
+        )
+        lines.append(
+            f"{s.name!r}: type {s.type!r}, {s.channel_count} channel{'s' if s.channel_count != 1 else ''} "
+            f"{s.channel_format}, {rate}, {s.n_samples} samples; {span}"
+        )
+        labels = [ch.get("label", "") for ch in s.channels]
+        if any(labels):
+            units = sorted({ch.get("unit", "") for ch in s.channels} - {""})
+            lines.append(f"    channels: {_shorten(labels)}" + (f"; units {', '.join(units)}" if units else ""))
+        counts = _json_summary(s.marker_counts()) or s.marker_counts()
+        if counts:
+            lines.append(f"    markers: {s.n_samples} ({len(counts)} distinct)")
+            for value, n in sorted(counts.items(), key=lambda kv: -kv[1])[:max_values]:
+                lines.append(f"      {n:5d}  {value if len(value) <= 70 else value[:69] + '…'}")
+            if len(counts) > max_values:
+                lines.append(f"      ... and {len(counts) - max_values} more values")
+    return lines
+
+
+def _json_summary(counts: dict[str, int]) -> dict[str, int]:
+    """Counts of JSON payloads (bci-stream's Predictions stream) by ``topic`` and label/reason; {} otherwise."""
+    import json
+
+    summary: dict[str, int] = {}
+    for value, n in counts.items():
+        try:
+            payload = json.loads(value)
+        except ValueError:
+            return {}
+        if not isinstance(payload, dict):
+            return {}
+        key = " ".join(str(payload[k]) for k in ("topic", "label", "reason") if k in payload) or "{...}"
+        summary[key] = summary.get(key, 0) + n
+    return summary
+
+
+def crop_recording(recording: Recording, start: float = 0.0, duration: float | None = None) -> Recording:
+    """The part ``[start, start + duration)`` s of ``recording``; markers shifted to count from the new start.
+
+    Raises
+    ------
+    RecordingError
+        If ``start`` is negative or beyond the data, or ``duration`` is not > 0.
+    """
+    if start < 0 or start >= recording.duration:
+        raise RecordingError(
+            f"start={start:g} s is outside {recording.source!r}, which lasts {recording.duration:.3f} s; "
+            "give --start between 0 and its length"
+        )
+    if duration is not None and duration <= 0:
+        raise RecordingError(f"duration={duration:g} s is invalid: it must be > 0")
+    first = round(start * recording.sfreq)
+    end = (
+        recording.n_samples if duration is None else min(recording.n_samples, first + round(duration * recording.sfreq))
+    )
+    t_first, t_end = first / recording.sfreq, end / recording.sfreq
+    markers = [Marker(m.value, m.time - t_first) for m in recording.markers if t_first <= m.time < t_end]
+    return Recording(
+        data=recording.data[first:end],
+        sfreq=recording.sfreq,
+        ch_names=list(recording.ch_names),
+        ch_types=list(recording.ch_types),
+        units=recording.units,
+        markers=markers,
+        source=recording.source,
+    )

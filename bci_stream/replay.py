@@ -22,13 +22,22 @@ import threading
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 import pylsl
 
 from .epochs import Marker
 from .errors import BciStreamError, ConfigError, RecordingError
-from .recordings import SUPPORTED_EXTENSIONS, Recording, read_recording
+from .recordings import (
+    SUPPORTED_EXTENSIONS,
+    Recording,
+    XdfStream,
+    crop_recording,
+    read_recording,
+    read_xdf_streams,
+    select_xdf_streams,
+)
 from .signal import unit_scale
 
 _log = logging.getLogger(__name__)
@@ -405,6 +414,203 @@ class Player:
         self.close()
 
 
+_LSL_FORMAT_CODES = {
+    "float32": pylsl.cf_float32,
+    "double64": pylsl.cf_double64,
+    "string": pylsl.cf_string,
+    "int8": pylsl.cf_int8,
+    "int16": pylsl.cf_int16,
+    "int32": pylsl.cf_int32,
+    "int64": pylsl.cf_int64,
+}
+
+
+def _append_desc(element: pylsl.XMLElement, tree: dict[str, Any]) -> None:
+    """Copy a pyxdf-parsed ``<desc>`` subtree (tag → list of text or dicts) under an LSL XML element."""
+    for tag, values in tree.items():
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, dict):
+                _append_desc(element.append_child(tag), value)
+            else:
+                element.append_child_value(tag, "" if value is None else str(value))
+
+
+class XdfPlayer:
+    """Play the streams of an XDF session, each as its own LSL outlet, on the file's own timestamps.
+
+    Every stream keeps its name, type, channel count, format, ``<desc>`` metadata and nominal rate.
+    Sample times are the file's clock-corrected timestamps shifted as a whole: with ``origin`` the
+    earliest stamp of the file plus ``start``, a sample stamped ``t`` is pushed as ``t0 + (t - origin)``
+    once ``local_clock() >= t0 + (t - origin) / speed``. So holes, drift and the timing between streams
+    are kept exactly; no stamp is rebuilt from the nominal rate.
+
+    Parameters
+    ----------
+    streams : list of XdfStream
+        What to play (:func:`~bci_stream.recordings.read_xdf_streams`, maybe selected).
+    source : str
+        The file, for metadata, ``source_id`` values and messages.
+    speed : float
+        Playback speed (> 0); timestamps stay in data time.
+    start, duration : float
+        Play the part ``[start, start + duration)`` s from the file's first stamp (duration None: to the end).
+    wait_consumers : float
+        Seconds (>= 0) to wait for every outlet to have a consumer before playing; 0 does not wait.
+    source_id : str, optional
+        Prefix of the outlets' ``source_id`` (``PREFIX-<stream name>``); default from the file and stream.
+    """
+
+    def __init__(
+        self,
+        streams: list[XdfStream],
+        *,
+        source: str,
+        speed: float = 1.0,
+        start: float = 0.0,
+        duration: float | None = None,
+        wait_consumers: float = 0.0,
+        source_id: str | None = None,
+    ) -> None:
+        if isinstance(speed, bool) or not isinstance(speed, numbers.Real) or not math.isfinite(speed) or speed <= 0:
+            raise ValueError(f"speed={speed!r} is invalid: it must be a finite number > 0 (1 is real time)")
+        if not math.isfinite(start) or start < 0:
+            raise ValueError(f"start={start!r} is invalid: it must be a number of seconds >= 0")
+        if duration is not None and (not math.isfinite(duration) or duration <= 0):
+            raise ValueError(f"duration={duration!r} is invalid: it must be a number of seconds > 0, or left out")
+        if not math.isfinite(wait_consumers) or wait_consumers < 0:
+            raise ValueError(f"wait_consumers={wait_consumers!r} is invalid: it must be a number of seconds >= 0")
+        if not streams:
+            raise RecordingError(f"{source} has no stream to play")
+        self.streams: list[XdfStream] = streams
+        self.source: str = source
+        self.speed: float = float(speed)
+        self.wait_consumers: float = float(wait_consumers)
+        firsts = [float(s.time_stamps[0]) for s in streams if s.n_samples]
+        self.origin: float = (min(firsts) if firsts else 0.0) + start
+        self.end: float = math.inf if duration is None else self.origin + duration
+        self.source_ids: list[str] = [
+            f"{source_id}-{s.name}" if source_id else default_source_id(source, f"{s.name}\0{s.source_id}")
+            for s in streams
+        ]
+        # Per stream: the indices of the samples inside [origin, end).
+        self._spans: list[tuple[int, int]] = [
+            (int(np.searchsorted(s.time_stamps, self.origin)), int(np.searchsorted(s.time_stamps, self.end)))
+            for s in streams
+        ]
+        if firsts and all(b == e for b, e in self._spans):
+            raise RecordingError(
+                f"{source}: no sample lies in the part asked for (start {start:g} s, duration "
+                f"{'to the end' if duration is None else f'{duration:g} s'}); the file spans "
+                f"{max(float(s.time_stamps[-1]) for s in streams if s.n_samples) - min(firsts):.3f} s"
+            )
+        self._outlets: list[pylsl.StreamOutlet] = []
+        #: LSL time that ``origin`` maps to; None until :meth:`run` starts playing.
+        self.t0: float | None = None
+        #: Samples pushed so far, per stream name.
+        self.pushed: dict[str, int] = {s.name: 0 for s in streams}
+
+    def start(self) -> None:
+        """Create one outlet per stream (idempotent)."""
+        if self._outlets:
+            return
+        try:
+            for stream, sid in zip(self.streams, self.source_ids, strict=True):
+                info = pylsl.StreamInfo(
+                    stream.name,
+                    stream.type,
+                    stream.channel_count,
+                    stream.nominal_srate,
+                    _LSL_FORMAT_CODES.get(stream.channel_format, pylsl.cf_float32),
+                    sid,
+                )
+                desc = info.desc()
+                _append_desc(desc, {k: v for k, v in stream.desc.items() if k != "acquisition"})
+                acquisition = desc.append_child("acquisition")
+                acquisition.append_child_value("manufacturer", "bci-stream")
+                acquisition.append_child_value("model", "replay")
+                acquisition.append_child_value("source_file", self.source)
+                acquisition.append_child_value("original_source_id", stream.source_id)
+                acquisition.append_child_value("speed", repr(self.speed))
+                self._outlets.append(pylsl.StreamOutlet(info))
+        except RuntimeError as exc:
+            self.close()
+            raise BciStreamError(f"cannot create the LSL outlets for {self.source}: {exc}") from exc
+        _log.info(
+            "LSL outlets open for %s: %s",
+            self.source,
+            "; ".join(f"{s.name!r} ({s.type}, {s.channel_count} ch, {s.nominal_srate:g} Hz)" for s in self.streams),
+        )
+
+    def _schedule(self) -> list[tuple[float, int, int, int]]:
+        """(file time of the chunk's last sample, stream index, begin, end), in time order."""
+        events = []
+        for index, (stream, (begin, end)) in enumerate(zip(self.streams, self._spans, strict=True)):
+            size = max(1, round(DEFAULT_CHUNK_SECONDS * stream.nominal_srate)) if stream.nominal_srate > 0 else 1
+            for b in range(begin, end, size):
+                e = min(b + size, end)
+                events.append((float(stream.time_stamps[e - 1]), index, b, e))
+        events.sort(key=lambda ev: (ev[0], ev[1]))
+        return events
+
+    def run(self, stop: threading.Event | None = None) -> bool:
+        """Play every stream; block until done (True) or ``stop`` is set (False)."""
+        self.start()
+        if self.wait_consumers > 0 and not self._wait_for_consumers(stop):
+            return False
+        events = self._schedule()
+        t0 = pylsl.local_clock()
+        self.t0 = t0
+        _log.info(
+            "playing %d streams of %s from LSL time %.6f at speed %g", len(self.streams), self.source, t0, self.speed
+        )
+        for stamp, index, begin, end in events:
+            if not Player._sleep_until(t0 + (stamp - self.origin) / self.speed, stop):
+                _log.info("%s stopped: %s samples pushed", self.source, self.pushed)
+                return False
+            stream = self.streams[index]
+            stamps = (t0 + (stream.time_stamps[begin:end] - self.origin)).tolist()
+            try:
+                if stream.channel_format == "string":
+                    self._outlets[index].push_chunk(stream.time_series[begin:end], stamps)
+                else:
+                    self._outlets[index].push_chunk(np.ascontiguousarray(stream.time_series[begin:end]), stamps)
+            except RuntimeError as exc:
+                raise BciStreamError(f"pushing to LSL stream {stream.name!r} failed: {exc}") from exc
+            self.pushed[stream.name] += end - begin
+        _log.info("%s ended: %s samples pushed", self.source, self.pushed)
+        return True
+
+    def _wait_for_consumers(self, stop: threading.Event | None) -> bool:
+        deadline = pylsl.local_clock() + self.wait_consumers
+        for outlet, stream in zip(self._outlets, self.streams, strict=True):
+            while not outlet.have_consumers():
+                if stop is not None and stop.is_set():
+                    return False
+                remaining = deadline - pylsl.local_clock()
+                if remaining <= 0:
+                    _log.warning(
+                        "no consumer connected to %r within %g s; playing anyway", stream.name, self.wait_consumers
+                    )
+                    return True
+                outlet.wait_for_consumers(min(remaining, 0.1))
+        return True
+
+    def have_consumers(self) -> bool:
+        return any(o.have_consumers() for o in self._outlets)
+
+    def close(self) -> None:
+        self._outlets = []
+
+    def __enter__(self) -> XdfPlayer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
 def replay_main(
     path: str | Path,
     *,
@@ -416,6 +622,9 @@ def replay_main(
     wait_consumers: float = 0.0,
     event_fields: list[str] | None = None,
     stop_event: threading.Event | None = None,
+    streams: list[str] | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
 ) -> int:
     """Read ``path`` and play it over LSL until it ends or ``stop_event`` is set (``bci-stream replay``).
 
@@ -437,20 +646,37 @@ def replay_main(
     BciStreamError
         If liblsl fails.
     """
-    recording = read_recording(path, event_fields=event_fields)
-    stream_name = name if name is not None else stream_name_for(path)
-    try:
-        player = Player(
-            recording,
-            name=stream_name,
-            source_id=source_id,
+    player: Player | XdfPlayer
+    if str(path).lower().endswith((".xdf", ".xdfz")):
+        player = _xdf_player(
+            path,
+            streams=streams,
+            start=start,
+            duration=duration,
             speed=speed,
-            loop=loop,
-            chunk=chunk,
             wait_consumers=wait_consumers,
+            source_id=source_id,
+            refused={"--name": name, "--loop": loop or None, "--chunk": chunk, "--event-fields": event_fields},
         )
-    except ValueError as exc:
-        raise ConfigError(f"replay {str(path)!r}: {exc}") from exc
+    else:
+        if streams:
+            raise ConfigError(f"--streams only applies to XDF files, not to {str(path)!r}; leave it out")
+        recording = read_recording(path, event_fields=event_fields)
+        if start or duration is not None:
+            recording = crop_recording(recording, start, duration)
+        stream_name = name if name is not None else stream_name_for(path)
+        try:
+            player = Player(
+                recording,
+                name=stream_name,
+                source_id=source_id,
+                speed=speed,
+                loop=loop,
+                chunk=chunk,
+                wait_consumers=wait_consumers,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"replay {str(path)!r}: {exc}") from exc
     with player:
         finished = player.run(stop_event)
         if finished and player.have_consumers():
@@ -461,3 +687,36 @@ def replay_main(
                 time.sleep(_LINGER_SECONDS)
     _log.info("replay of %s %s", path, "finished" if finished else "stopped")
     return 0
+
+
+def _xdf_player(
+    path: str | Path,
+    *,
+    streams: list[str] | None,
+    start: float,
+    duration: float | None,
+    speed: float,
+    wait_consumers: float,
+    source_id: str | None,
+    refused: dict[str, Any],
+) -> XdfPlayer:
+    """An :class:`XdfPlayer` for the (selected) streams of ``path``; options that do not apply are refused."""
+    given = [flag for flag, value in refused.items() if value]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} {'does' if len(given) == 1 else 'do'} not apply to an XDF session ({str(path)!r}): every stream is replayed under its "
+            "own name and timestamps; select streams with --streams, a part with --start/--duration"
+        )
+    selected = select_xdf_streams(read_xdf_streams(path), streams, repr(str(path)))
+    try:
+        return XdfPlayer(
+            selected,
+            source=str(path),
+            speed=speed,
+            start=start,
+            duration=duration,
+            wait_consumers=wait_consumers,
+            source_id=source_id,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"replay {str(path)!r}: {exc}") from exc

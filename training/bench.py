@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from bci_stream.card import read_card
+from bci_stream.errors import ModelCardError
 
 
 def _median_ms(fn: Any, runs: int, warmup: int) -> float:
@@ -53,7 +54,7 @@ def inference_speed(
 
     spec = card.provenance.get("student")
     if not isinstance(spec, dict) or "name" not in spec:
-        raise ValueError(f"{path}: the card's provenance does not name the student; cannot rebuild it in PyTorch")
+        raise ModelCardError(f"{path}: the card's provenance does not name the student; cannot rebuild it in PyTorch")
     options = {k: v for k, v in spec.items() if k != "name"}
     previous = torch.get_num_threads()
     if threads is not None:

@@ -1,25 +1,40 @@
-"""``bci-train``: synthetic data, distillation and the shipped models.
+"""``bci-train``: synthetic data, distillation, config-driven runs, evaluation, sweeps and valence students.
 
-    bci-train synth  --out build/demo.fif --seconds 60 --seed 7 --classes 8 --subject 1
-    bci-train distil --recording a.fif [b.fif ...] --teacher a.teacher.npz --out exported/NAME.onnx --epochs 6
-    bci-train models [--out-dir exported]
-    bci-train bench  exported/cogninet-synth.onnx
+    bci-train synth    --out build/demo.fif --seconds 60 --seed 7 --classes 8 --subject 1
+    bci-train distil   --recording a.fif [b.fif ...] --teacher a.teacher.npz --out exported/NAME.onnx --epochs 6
+    bci-train models   [--out-dir exported]
+    bci-train bench    exported/cogninet-synth.onnx
+    bci-train fit      --config configs/train-synth.toml [--resume RUN]
+    bci-train export   RUN
+    bci-train evaluate RUN [--loso] [--json]
+    bci-train sweep    --config SWEEP.toml [--json]
+    bci-train unseen   [--json]
+    bci-train valence  {synth,fit,evaluate,export} --config configs/train-valence-synth.toml ...
     bci-train crossval --recordings a.fif b.fif --label "stim/(?P<label>face|house)" --tmax 0.8 --out runs/cv
 
+One style with ``bci-stream`` (:mod:`bci_stream.cli_common`): the main file positional, configs with ``--config``,
+``-v/-q`` on every subcommand, help with defaults. ``fit``, ``distil``, ``models`` and ``bench`` print JSON;
+``--json`` turns the others' text into JSON. The spellings before that style (``fit CONFIG``, ``sweep CONFIG``,
+``valence --config X export``) still work for one release, with a warning.
+
 torch is imported only by the subcommands that train or time a model, so ``synth`` starts fast.
-Errors a user can fix are printed as one line on stderr with exit status 2.
+Exit status: 0 done; 2 a :class:`~bci_stream.errors.BciStreamError` (a user can fix it: one line on stderr); 1 a bug
+(the traceback).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from bci_stream.errors import BciStreamError
+from bci_stream.cli_common import HelpFormatter, SubcommandParser, setup_logging, verbosity_parser, warn_deprecated
+from bci_stream.errors import BciStreamError, ConfigError
 
 log = logging.getLogger("bci_train")
 
@@ -124,6 +139,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                 "--splits, --logits and --report belong to --eeg-imagenet; a run writes RUN/evaluation.md"
             )
         results = evaluate_run(args.run, n_permutations=args.permutations, loso=args.loso)
+        if args.json:
+            print(json.dumps(headline(results), indent=2))
+            return 0
         if results["confounded"]:
             print(results["sentence"])
         print(f"report: {results['report']}")
@@ -142,15 +160,30 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         kwargs["logits"] = np.load(args.logits)
     results = evaluate_eeg_imagenet(data, n_permutations=args.permutations, **kwargs)
     path = write_report(args.report or Path("runs/evaluate.md"), results)
+    if args.json:
+        print(json.dumps({"report": str(path), "confounded": results["confounded"], "sentence": results["sentence"]}))
+        return 0
     print(results["sentence"] if results["confounded"] else f"no confound flagged; report in {path}")
     print(f"report: {path}")
     return 0
 
 
+def _config_arg(args: argparse.Namespace, command: str) -> Path:
+    """``--config X``, or the positional ``X`` of the spelling before the one CLI style (with a warning)."""
+    if args.legacy_config is not None:
+        warn_deprecated(f"bci-train {command} CONFIG", f"bci-train {command} --config CONFIG")
+        if args.config is not None:
+            raise ConfigError(f"bci-train {command}: give the config once (--config {args.config})")
+        return Path(args.legacy_config)
+    if args.config is None:
+        raise ConfigError(f"bci-train {command}: --config CONFIG.toml is required")
+    return Path(args.config)
+
+
 def _cmd_fit(args: argparse.Namespace) -> int:
     from .runs import fit_run
 
-    result = fit_run(args.config, out=args.out, resume=args.resume, stop_after=args.stop_after,
+    result = fit_run(_config_arg(args, "fit"), out=args.out, resume=args.resume, stop_after=args.stop_after,
                      progress=not args.no_progress)  # fmt: skip
     if result.path is not None:
         m = result.metrics
@@ -162,19 +195,36 @@ def _cmd_fit(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from .runs import export_run
 
-    print(export_run(args.run, args.out))
+    if args.quantize and not args.held_out:
+        raise BciStreamError("--quantize needs held-out recordings the run never saw: add --held-out REC [REC ...]")
+    path = export_run(args.run, args.out)
+    print(path)
+    if args.quantize:  # int8 beside it, kept only when it agrees (training/export.py)
+        from .export import quantize_with_recordings
+
+        report = quantize_with_recordings(path, args.held_out or [], min_agreement=args.min_agreement)
+        print(json.dumps(report.record(), indent=2))
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .evaluate import jsonable
     from .sweep import write_sweep
 
-    result = write_sweep(args.config, args.out)
+    result = write_sweep(_config_arg(args, "sweep"), args.out)
+    if args.json:
+        cells = {t: {" / ".join(k for k in key if k): {"accuracy": c.accuracy, "chance": c.chance,
+                                                      "accuracies": c.accuracies} for key, c in table.items()}
+                 for t, table in result.cells.items()}  # fmt: skip
+        few = None if result.few_labels is None else dataclasses.asdict(result.few_labels)
+        print(json.dumps({"cells": cells, "few_labels": few}, indent=2, default=jsonable))
+        return 0
     print(result.markdown)
     return 0
 
 
 def _cmd_unseen(args: argparse.Namespace) -> int:
+    from .evaluate import jsonable
     from .unseen import unseen_classes
 
     result = unseen_classes(
@@ -189,7 +239,7 @@ def _cmd_unseen(args: argparse.Namespace) -> int:
         train={"epochs": args.epochs},
     )
     text = result.table()
-    print(text)
+    print(json.dumps(dataclasses.asdict(result), indent=2, default=jsonable) if args.json else text)
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text("# Unseen classes (synthetic)\n\n" + text + "\n")
@@ -197,28 +247,22 @@ def _cmd_unseen(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .valence.cli import add_valence_parser
+
+    parser = argparse.ArgumentParser(prog="bci-train", description="Offline side of bci-stream.",
+                                     parents=[verbosity_parser(top=True)], formatter_class=HelpFormatter)  # fmt: skip
+    # every subcommand: the same -v/-q and help with defaults (bci_stream.cli_common)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
+    add_valence_parser(sub)
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    _add_study_commands(sub)
+    return parser
+
+
+def _add_data_commands(sub: Any) -> None:
+    """synth, distil, models, bench: data, the shipped students and their speed."""
     from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX
-
-    parser = argparse.ArgumentParser(prog="bci-train", description="Offline side of bci-stream.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("valence", help="valence students (band power, TCN, visual KD): bci-train valence --help")
-
-    p = sub.add_parser(
-        "evaluate",
-        help="a run folder (RUN/evaluation.md) or EEG-ImageNet: accuracy with chance, permutation p, confound probes",
-    )
-    p.add_argument("run", type=Path, nargs="?", default=None,
-                   help="a finished run folder of 'bci-train fit': its validation split (optimistic), RUN/evaluation.md")  # fmt: skip
-    p.add_argument("--eeg-imagenet", type=Path, default=None, help="eeg_*_std.pth file (a local, trusted file)")
-    p.add_argument("--splits", type=Path, help="block_splits_by_image_all.pth; checked for leaks")
-    p.add_argument("--split", type=int, default=0, help="which split of --splits gives the test set")
-    p.add_argument("--logits", type=Path, help=".npy logits of a model for the test trials (else probes only)")
-    p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
-    p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default runs/evaluate.md)")
-    p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value (>= 1000)")
-    p.add_argument("--loso", action="store_true", help="RUN: also retrain leaving one subject out at a time")
-    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("synth", help="write a synthetic 128-channel recording (.fif) and its teacher (.teacher.npz)")
     p.add_argument("--out", required=True, type=Path, help="output .fif (the teacher goes beside it)")
@@ -263,13 +307,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("bench", help="per-epoch inference time, ONNX Runtime vs PyTorch eager (batch 1)")
-    p.add_argument("model", type=Path)
-    p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("model", type=Path, help="exported .onnx with its card")
+    p.add_argument("--runs", type=int, default=50, help="timed runs per engine")
+    p.add_argument("--threads", type=int, default=None, help="threads per engine (default: the libraries' choice)")
     p.set_defaults(func=_cmd_bench)
 
+
+def _add_run_commands(sub: Any) -> None:
+    """fit, export, evaluate: config-driven runs and their honest evaluation."""
     p = sub.add_parser("fit", help="train a run from a TOML config (early stopping, checkpoints, report)")
-    p.add_argument("config", type=Path, help="run config, e.g. configs/train-synth.toml")
+    p.add_argument("--config", type=Path, default=None, help="run config, e.g. configs/train-synth.toml")
+    p.add_argument(
+        "legacy_config", type=Path, nargs="?", default=None, help=argparse.SUPPRESS
+    )  # fit CONFIG: deprecated
     p.add_argument("--out", type=Path, default=None, help="run folder (default: [run] out or runs/NAME-TIME)")
     p.add_argument("--resume", type=Path, default=None, metavar="RUN", help="continue RUN from its checkpoint")
     p.add_argument("--stop-after", type=int, default=None, metavar="N", help="stop after N epochs (resume later)")
@@ -279,11 +329,38 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export a run's best model to ONNX with its card (parity checked)")
     p.add_argument("run", type=Path, help="run folder (card.json + model.pt)")
     p.add_argument("--out", type=Path, default=None, help="output .onnx (default RUN/model.onnx)")
+    p.add_argument("--quantize", action="store_true", help="also write NAME.int8.onnx if it agrees on --held-out")
+    p.add_argument("--held-out", type=Path, nargs="+", metavar="REC", help="held-out recordings for --quantize")
+    p.add_argument("--min-agreement", type=float, default=0.98, help="int8 vs float top-1 agreement (default 0.98)")
     p.set_defaults(func=_cmd_export)
 
+    p = sub.add_parser(
+        "evaluate",
+        help="a run folder (RUN/evaluation.md) or EEG-ImageNet: accuracy with chance, permutation p, confound probes",
+    )
+    p.add_argument("run", type=Path, nargs="?", default=None,
+                   help="a finished run folder of 'bci-train fit': its validation split (optimistic), RUN/evaluation.md")  # fmt: skip
+    p.add_argument("--eeg-imagenet", type=Path, default=None, help="eeg_*_std.pth file (a local, trusted file)")
+    p.add_argument("--splits", type=Path, help="block_splits_by_image_all.pth; checked for leaks")
+    p.add_argument("--split", type=int, default=0, help="which split of --splits gives the test set")
+    p.add_argument("--logits", type=Path, help=".npy logits of a model for the test trials (else probes only)")
+    p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
+    p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default runs/evaluate.md)")
+    p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value (>= 1000)")
+    p.add_argument("--loso", action="store_true", help="RUN: also retrain leaving one subject out at a time")
+    p.add_argument("--json", action="store_true", help="print the headline numbers as JSON only")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _add_study_commands(sub: Any) -> None:
+    """sweep, unseen: the paper's ablations and the unseen-classes protocol."""
     p = sub.add_parser("sweep", help="CogniNet ablations on synthetic data (temperature, depth, KL/L2, teachers)")
-    p.add_argument("config", type=Path, help="TOML config (see training/sweep.py)")
+    p.add_argument("--config", type=Path, default=None, help="TOML config (see training/sweep.py)")
+    p.add_argument(
+        "legacy_config", type=Path, nargs="?", default=None, help=argparse.SUPPRESS
+    )  # sweep CONFIG: deprecated
     p.add_argument("--out", type=Path, default=None, help="Markdown output (default: the config's out)")
+    p.add_argument("--json", action="store_true", help="print the cells as JSON instead of the Markdown")
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("unseen", help="unseen classes: unsupervised-KD features, SVM/kNN/RF, excerpt voting")
@@ -297,24 +374,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--session-seed", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="also write the table (Markdown)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.set_defaults(func=_cmd_unseen)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``bci-train``; returns the exit status (0, or 2 for a :class:`BciStreamError`); a bug raises."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["valence"]:  # the valence tool has its own parser: bci-train valence {synth,fit,evaluate,export}
-        from training.valence.cli import main as valence_main
-
-        return valence_main(argv[1:])
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
-    )
+    args = build_parser().parse_args(argv)
+    args.command_line = " ".join(["bci-train", *argv])
+    setup_logging(args.verbose)
     try:
         return int(args.func(args))
-    except (BciStreamError, ValueError, FileNotFoundError) as exc:
+    except BciStreamError as exc:  # a user can fix it: one line; anything else is a bug and keeps its traceback
         print(f"bci-train {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from .leaks import check_folds
-from .realdata import RealEpochs
+from .realdata import RealDataError, RealEpochs
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +77,10 @@ class StudentSpec:
 
         name, *flags = text.strip().split("+")
         if name not in STUDENTS:
-            raise ValueError(f"unknown student {name!r} in --students; known: {', '.join(sorted(STUDENTS))}")
+            raise RealDataError(f"unknown student {name!r} in --students; known: {', '.join(sorted(STUDENTS))}")
         unknown = sorted(set(flags) - {"aug", "bal"})
         if unknown:
-            raise ValueError(f"--students {text!r}: unknown flag(s) {unknown}; use +aug and/or +bal")
+            raise RealDataError(f"--students {text!r}: unknown flag(s) {unknown}; use +aug and/or +bal")
         return cls(name, "aug" in flags, "bal" in flags, options=dict(STUDENT_OPTIONS.get(name, {})), **train)
 
 
@@ -153,7 +153,7 @@ def baseline_fit_predict(name: str) -> Callable[..., np.ndarray]:
     from .riemann import BASELINES, fit_predict_proba
 
     if name not in BASELINES:
-        raise ValueError(f"unknown --baseline {name!r}; known: {', '.join(BASELINES)}")
+        raise RealDataError(f"unknown --baseline {name!r}; known: {', '.join(BASELINES)}")
     return fit_predict_proba
 
 
@@ -181,10 +181,10 @@ def make_folds(data: RealEpochs, split: str, *, n_folds: int = 5, seed: int = 0)
     elif split == "shuffled":
         return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(idx, y))
     else:
-        raise ValueError(f"unknown --split {split!r}; known: {', '.join(SPLITS)}")
+        raise RealDataError(f"unknown --split {split!r}; known: {', '.join(SPLITS)}")
     if len(np.unique(groups)) < 2:
         what = "recordings" if split == "by-recording" else "subjects"
-        raise ValueError(f"--split {split} needs at least 2 {what}, got {len(np.unique(groups))}")
+        raise RealDataError(f"--split {split} needs at least 2 {what}, got {len(np.unique(groups))}")
     return list(LeaveOneGroupOut().split(idx, y, groups))
 
 

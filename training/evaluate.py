@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SettingError, TrainingDataError
 from .probes import confound_probes
 
 
@@ -34,15 +35,15 @@ def evaluate_predictions(
     labels against the fixed predictions (seeded; at least 1000 permutations).
     """
     if n_permutations < 1000:
-        raise ValueError(f"n_permutations must be >= 1000, got {n_permutations}")
+        raise SettingError(f"n_permutations must be >= 1000, got {n_permutations}")
     y = np.asarray(y_true, dtype=np.int64)
     logits = np.asarray(logits, dtype=np.float64)
     if logits.ndim != 2 or len(logits) != len(y):
-        raise ValueError(f"logits shape {logits.shape} does not match {len(y)} labels")
+        raise TrainingDataError(f"logits shape {logits.shape} does not match {len(y)} labels")
     n_classes = logits.shape[1]
     classes = list(classes) if classes is not None else [str(i) for i in range(n_classes)]
     if len(classes) != n_classes:
-        raise ValueError(f"{len(classes)} class names for {n_classes} logit columns")
+        raise TrainingDataError(f"{len(classes)} class names for {n_classes} logit columns")
     pred = logits.argmax(1)
     correct = pred == y
     counts = np.bincount(y, minlength=n_classes)

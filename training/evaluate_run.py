@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from bci_stream.errors import ConfigError
+
 from .evaluate import jsonable
-from .runs import ConfigError
 
 TEST_NOTE = (
     "Split evaluated: the held-out test split of the run (whole images drawn before any training), never used for "
@@ -66,6 +67,42 @@ def _recording_names(config: Any, recordings: list[Any]) -> list[str]:
     return [Path(p).name for p in d.recordings]
 
 
+def _rebuild(
+    run: Path, config: Any, card: Any, recordings: list[Any]
+) -> tuple[Any, np.ndarray, list[str], tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """A run's epochs, targets, classes, split (checked against ``RUN/split.json``) and normalised epochs, rebuilt
+    with fit_run's own functions; :class:`ConfigError` when anything differs from what the run recorded."""
+    from bci_stream.card import Preprocessing
+    from bci_stream.signal import fit_channel_normalization, normalize
+
+    from .fit import cut_epochs
+    from .runs import split_run
+
+    d, tr = config.data, config.train
+    cp = card.preprocessing
+    prep = Preprocessing(bandpass=cp.bandpass, notch=cp.notch, filter=cp.filter)  # as fit_run: no normalisation
+    data = cut_epochs(recordings, card.input, prep, events=d.events, label_regex=d.label_regex,
+                      image_regex=d.image_regex or None)  # fmt: skip
+    classes = list(card.provenance["labels"]["classes"])
+    index = {c: i for i, c in enumerate(classes)}
+    unknown = sorted(set(data.labels) - set(index))
+    if unknown:
+        raise ConfigError(f"{run}: labels {unknown[:5]} are not among the run's classes")
+    y = np.array([index[label] for label in data.labels], dtype=np.int64)
+    parts = split_run(data.groups, data.labels, tr, data.split_unit)
+    saved_split = run / "split.json"
+    if saved_split.is_file():  # runs before split.json have no test split
+        recorded = json.loads(saved_split.read_text())
+        for name, idx in zip(("train", "validation", "test"), parts, strict=True):
+            if recorded[name]["index"] != [int(i) for i in idx]:
+                raise ConfigError(f"{run}: the rebuilt {name} split does not match RUN/split.json")
+    norm = fit_channel_normalization(data.X[parts[0]])  # training split only, as in fit_run
+    saved = cp.normalization
+    if saved.kind == "channel" and not np.allclose(norm.mean, saved.mean, rtol=1e-6, atol=0):
+        raise ConfigError(f"{run}: the rebuilt training split does not match the run's (normalisation differs)")
+    return data, y, classes, parts, normalize(data.X, norm).astype(np.float32)
+
+
 def evaluate_run(run: str | Path, *, n_permutations: int = 1000, loso: bool = False) -> dict[str, Any]:
     """Evaluate the best model of the finished run ``run``; write ``RUN/evaluation.md`` and ``RUN/evaluation.json``.
 
@@ -76,49 +113,25 @@ def evaluate_run(run: str | Path, *, n_permutations: int = 1000, loso: bool = Fa
     """
     import torch
 
-    from bci_stream.card import Preprocessing
-    from bci_stream.signal import fit_channel_normalization, normalize
-
     from .evaluate import evaluate, write_report
-    from .fit import cut_epochs, predict_logits
-    from .runs import _load_data, load_config, load_run_model, split_run
+    from .fit import predict_logits
+    from .runs import _load_data, load_config, load_run_model
 
     run = Path(run)
     if not (run / "config.toml").is_file():
         raise ConfigError(f"{run}: not a run folder (no config.toml)")
     config = load_config(run / "config.toml")
     model, card = load_run_model(run)
-    d, tr = config.data, config.train
+    tr = config.train
     if tr.threads is not None:
         torch.set_num_threads(tr.threads)
 
     # ---- the data, as fit_run cut and split them (its own functions, its own config)
     recordings, _teacher = _load_data(config)
     spec = card.input
-    cp = card.preprocessing
-    prep = Preprocessing(bandpass=cp.bandpass, notch=cp.notch, filter=cp.filter)  # as fit_run: no normalisation
-    data = cut_epochs(recordings, spec, prep, events=d.events, label_regex=d.label_regex,
-                      image_regex=d.image_regex or None)  # fmt: skip
-    classes = list(card.provenance["labels"]["classes"])  # type: ignore[index]
-    index = {c: i for i, c in enumerate(classes)}
-    unknown = sorted(set(data.labels) - set(index))
-    if unknown:
-        raise ConfigError(f"{run}: labels {unknown[:5]} are not among the run's classes")
-    y = np.array([index[label] for label in data.labels], dtype=np.int64)
-    train_idx, val_idx, test_idx = split_run(data.groups, data.labels, tr, data.split_unit)
-    saved_split = run / "split.json"
-    if saved_split.is_file():  # runs before split.json have no test split
-        recorded = json.loads(saved_split.read_text())
-        for name, idx in (("train", train_idx), ("validation", val_idx), ("test", test_idx)):
-            if recorded[name]["index"] != [int(i) for i in idx]:
-                raise ConfigError(f"{run}: the rebuilt {name} split does not match RUN/split.json")
+    data, y, classes, (train_idx, val_idx, test_idx), X = _rebuild(run, config, card, recordings)
     held_out = len(test_idx) > 0
     eval_idx = test_idx if held_out else val_idx
-    norm = fit_channel_normalization(data.X[train_idx])  # training split only, as in fit_run
-    saved = card.preprocessing.normalization
-    if saved.kind == "channel" and not np.allclose(norm.mean, saved.mean, rtol=1e-6, atol=0):  # type: ignore[arg-type]
-        raise ConfigError(f"{run}: the rebuilt training split does not match the run's (normalisation differs)")
-    X = normalize(data.X, norm).astype(np.float32)
 
     # ---- blocks = recording (session), order = epoch index in its recording
     rec_of = _recording_of_each_epoch(recordings, data.markers)

@@ -3,7 +3,8 @@
 The data path is the daemon's: epochs are cut and causally filtered by :func:`bci_stream.pipeline.epochs_from_recording`
 and normalised by :func:`bci_stream.signal.normalize` with statistics fitted on the training split only. The split is
 by image (every trial of an image lands on one side; without image ids, by trial), stratified by class, and asserted
-disjoint. No model selection happens on the validation split: the model after the last epoch is the model.
+disjoint. No model selection happens on the validation split: the model after the last epoch is the model. Training goes
+through the one loop (:func:`training.loop.fit_model`, ``name="distil"``) in its ``"generator"`` batch order.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bci_stream.pipeline import epochs_from_recording
 from bci_stream.recordings import Recording, read_recording
 from bci_stream.signal import fit_channel_normalization, normalize
 
+from .errors import SettingError, TrainingDataError
 from .teachers import PrecomputedTeacher, TeacherError
 
 log = logging.getLogger(__name__)
@@ -32,10 +34,6 @@ log = logging.getLogger(__name__)
 DEFAULT_EVENTS = r"^stim/"
 DEFAULT_LABEL_REGEX = r"stim/(?P<label>[^/]+)/"
 DEFAULT_IMAGE_REGEX = r"stim/[^/]+/(?P<image>[^/]+)"
-
-
-class TrainingDataError(ValueError):
-    """The recordings cannot give a labelled, splittable training set (the message says why)."""
 
 
 # ------------------------------------------------------------------------------------------------------- data
@@ -129,7 +127,7 @@ def split_by_group(
     validation. Raises if a group carries two labels; asserts that no group is on both sides.
     """
     if not 0 < val_fraction < 1:
-        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+        raise SettingError(f"val_fraction must be in (0, 1), got {val_fraction}")
     label_of: dict[str, str] = {}
     for g, y in zip(groups, labels, strict=True):
         if label_of.setdefault(g, y) != y:
@@ -173,6 +171,7 @@ MODEL_SOURCES = (
     "bci_stream/signal.py",
     "training/export.py",
     "training/fit.py",
+    "training/loop.py",
     "training/losses.py",
     "training/models.py",
     "training/students.py",
@@ -374,14 +373,9 @@ def _train(
     version: str,
     data_description: str | None,
 ) -> TrainResult:
-    import torch
-
-    from . import losses
-    from .students import build_student
-
     t_start = time.perf_counter()
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
+        raise SettingError(f"epochs must be >= 1, got {epochs}")
     recs = _as_recordings(recordings)
     input_spec, prep0 = epoch_spec(
         recs, channels=channels, sfreq=sfreq, n_times=n_times, tmin=tmin, bandpass=bandpass, notch=notch,
@@ -390,83 +384,28 @@ def _train(
     data = cut_epochs(recs, input_spec, prep0, events=events, label_regex=label_regex, image_regex=image_regex)
     if isinstance(teacher, (str, Path)):
         teacher = PrecomputedTeacher.load(teacher)
-    loss = loss or ("kd-supervised" if teacher is not None else "ce")
-    if loss not in losses.LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; known: {', '.join(losses.LOSSES)}")
-    if loss != "ce" and teacher is None:
-        raise ValueError(f"loss {loss!r} needs a teacher")
-
+    loss = _loss_name(loss, teacher)
     classes, y = class_index(data.labels, teacher)
-
     train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=val_fraction, seed=seed)
     if len(val_idx) == 0:
         raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
     norm = fit_channel_normalization(data.X[train_idx])
     X = normalize(data.X, norm).astype(np.float32)
     t_logits = teacher.lookup(data.groups, classes) if teacher is not None else None
-
     n_out = len(classes)
     log.info(
         "data: %d epochs (%d dropped) from %d recording(s), %d classes, split by %s: %d train / %d validation",
         len(y), data.n_dropped, len(recs), n_out, data.split_unit, len(train_idx), len(val_idx),
     )  # fmt: skip
 
-    torch.manual_seed(seed)
     options = {
         "hidden": hidden, "n_layers": n_layers, "dropout": dropout, "n_features": n_features, "pooling": pooling
     }  # fmt: skip
-    model = build_student(student, len(input_spec.channels), n_out, n_times, input_spec.sfreq, **options)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    Tt = torch.from_numpy(t_logits) if t_logits is not None else None
-
-    def batch_loss(out: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        if loss == "ce":
-            return torch.nn.functional.cross_entropy(out, yt[idx])
-        assert Tt is not None
-        if loss == "kd-supervised":
-            return losses.kd_supervised(out, Tt[idx], yt[idx], temperature, ce_weight)
-        if loss == "kd-unsupervised":
-            return losses.kd_unsupervised(out, Tt[idx], temperature)
-        return losses.l2_logits(out, Tt[idx])
-
-    history: list[dict[str, float]] = []
-    train_t = torch.from_numpy(train_idx)
-    val_t = torch.from_numpy(val_idx)
-    for epoch in range(1, epochs + 1):
-        t0 = time.perf_counter()
-        model.train()
-        order = train_t[torch.randperm(len(train_t), generator=gen)]
-        total, correct, seen = 0.0, 0, 0
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            out = model(Xt[idx])
-            batch = batch_loss(out, idx)
-            opt.zero_grad()
-            batch.backward()
-            opt.step()
-            total += batch.item() * len(idx)
-            correct += int((out.argmax(1) == yt[idx]).sum())
-            seen += len(idx)
-        model.eval()
-        with torch.no_grad():
-            val_out = torch.from_numpy(predict_logits(model, X[val_idx]))
-            val_loss = float(batch_loss(val_out, val_t))
-            val_acc = float((val_out.argmax(1) == yt[val_idx]).float().mean())
-        row = {
-            "epoch": epoch,
-            "loss": total / seen,
-            "train_accuracy": correct / seen,
-            "val_loss": val_loss,
-            "val_accuracy": val_acc,
-            "seconds": time.perf_counter() - t0,
-        }
-        history.append(row)
-        log.info(
-            "epoch %d/%d  loss %.4f  train acc %.3f  val loss %.4f  val acc %.3f  (%.1f s)",
-            epoch, epochs, row["loss"], row["train_accuracy"], val_loss, val_acc, row["seconds"],
-        )  # fmt: skip
+    model, history, val_out = _fit_student(
+        X, y, t_logits, train_idx, val_idx, student=student, options=options, n_out=n_out, input_spec=input_spec,
+        loss=loss, temperature=temperature, ce_weight=ce_weight, epochs=epochs, batch_size=batch_size, lr=lr,
+        seed=seed,
+    )  # fmt: skip
 
     val_pred = val_out.numpy().argmax(1)  # the model after the last epoch, in eval mode
     n_val_correct = int((val_pred == y[val_idx]).sum())
@@ -509,21 +448,65 @@ def _train(
             "split": f"by-{data.split_unit}",
             "val_fraction": val_fraction,
             # no timings in the card: the same seed must give the same file (make models rebuilds bit for bit)
-            "metrics": {
-                k: (float(f"{v:.6g}") if isinstance(v, float) else v)
-                for k, v in metrics.items()
-                if k != "train_seconds"
-            },
+            "metrics": {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in metrics.items()
+                        if k != "train_seconds"},
             "code_version": code_version(),
             "seed": seed,
         },
-    )
+    )  # fmt: skip
     log.info(
         "done: val acc %.3f (chance %.3f, p %.2g), train acc %.3f, %.1f s",
         metrics["val_accuracy"], chance, metrics["p_value_binomial"], metrics["train_accuracy"],
         metrics["train_seconds"],
     )  # fmt: skip
     return TrainResult(model, card, metrics, history, classes, train_idx, val_idx)
+
+
+def _loss_name(loss: str | None, teacher: PrecomputedTeacher | None) -> str:
+    """The loss asked for, checked (default: supervised KD with a teacher, cross-entropy without)."""
+    from . import losses
+
+    loss = loss or ("kd-supervised" if teacher is not None else "ce")
+    if loss not in losses.LOSSES:
+        raise SettingError(f"unknown loss {loss!r}; known: {', '.join(losses.LOSSES)}")
+    if loss != "ce" and teacher is None:
+        raise SettingError(f"loss {loss!r} needs a teacher")
+    return loss
+
+
+def _fit_student(
+    X: np.ndarray, y: np.ndarray, t_logits: np.ndarray | None, train_idx: np.ndarray, val_idx: np.ndarray, *,
+    student: str, options: dict[str, Any], n_out: int, input_spec: InputSpec, loss: str, temperature: float,
+    ce_weight: float, epochs: int, batch_size: int, lr: float, seed: int,
+) -> tuple[Any, list[dict[str, float]], Any]:  # fmt: skip
+    """A fresh student trained through the one loop; (model, history with seconds, last validation outputs)."""
+    import torch
+
+    from . import losses
+    from .loop import Batch, IndexBatches, LoopConfig, fit_model
+    from .students import build_student
+
+    torch.manual_seed(seed)
+    model = build_student(student, len(input_spec.channels), n_out, input_spec.n_times, input_spec.sfreq, **options)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    Tt = torch.from_numpy(t_logits) if t_logits is not None else None
+
+    def batch_loss(out: torch.Tensor, batch: Batch) -> torch.Tensor:
+        if loss == "ce":
+            return torch.nn.functional.cross_entropy(out, batch.y)
+        assert batch.teacher is not None
+        if loss == "kd-supervised":
+            return losses.kd_supervised(out, batch.teacher, batch.y, temperature, ce_weight)
+        if loss == "kd-unsupervised":
+            return losses.kd_unsupervised(out, batch.teacher, temperature)
+        return losses.l2_logits(out, batch.teacher)
+
+    # the shipped models were built in this ("generator") order: one permutation per epoch from one generator
+    train = IndexBatches(Xt, yt, train_idx, batch_size=batch_size, seed=seed, teacher=Tt, order="generator")
+    val = Batch(X[val_idx], yt[val_idx], None if Tt is None else Tt[val_idx], index=val_idx)
+    fitted = fit_model(model, train, val, loss=batch_loss, config=LoopConfig(epochs=epochs, lr=lr), name="distil")
+    history = [{**row, "seconds": s} for row, s in zip(fitted.history, fitted.state.epoch_seconds, strict=True)]
+    return fitted.model, history, fitted.state.last_val_outputs
 
 
 def normalized_epochs(
@@ -540,6 +523,7 @@ __all__ = [
     "DEFAULT_LABEL_REGEX",
     "LabelledEpochs",
     "Normalization",
+    "SettingError",
     "TrainResult",
     "TrainingDataError",
     "cut_epochs",

@@ -59,7 +59,9 @@ def cmd_crossval(args: argparse.Namespace) -> int:
         data, students=students, baseline=baseline, split=args.split, n_folds=args.folds, reject_uv=args.reject_uv,
         n_permutations=args.permutations, strict=args.strict, seed=args.seed, progress=_progress,
     )  # fmt: skip
-    command = "bci-train crossval " + " ".join(shlex.quote(a) for a in sys.argv[2:] if a)
+    command = getattr(args, "command_line", None) or "bci-train crossval " + " ".join(
+        shlex.quote(a) for a in sys.argv[2:]
+    )
     report = write_results(args.out, result, command=command, data=data, reject_uv=args.reject_uv,
                            n_permutations=args.permutations)  # fmt: skip
     print(f"chance {result.chance:.3f}, split {result.split}, {result.n_trials} trials")
@@ -74,7 +76,7 @@ def cmd_crossval(args: argparse.Namespace) -> int:
 
         spec = best_student(result, students)
         config = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
-                  if k not in ("func", "out", "export", "verbose", "recordings", "command")}  # fmt: skip
+                  if k not in ("func", "out", "export", "verbose", "recordings", "command", "command_line")}  # fmt: skip
         path = export_student(data, result, spec, args.export, name=args.name or Path(args.export).stem,
                               reject_uv=args.reject_uv, config=config)  # fmt: skip
         print(f"exported {spec.label} to {path}")

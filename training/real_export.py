@@ -22,7 +22,7 @@ from bci_stream.signal import fit_channel_normalization, normalize
 
 from .crossval import CrossvalResult, StudentSpec, _train_student, reject_mask
 from .provenance import package_versions
-from .realdata import RealEpochs
+from .realdata import RealDataError, RealEpochs
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def best_student(result: CrossvalResult, students: list[StudentSpec]) -> Student
     """The student with the highest mean fold accuracy (ties: the first given)."""
     by_label = {s.label: s for s in students}
     if not by_label:
-        raise ValueError("--export needs at least one student in --students")
+        raise RealDataError("--export needs at least one student in --students")
     return max(by_label.values(), key=lambda s: result.models[s.label]["accuracy"])
 
 

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from .errors import SettingError
+
 log = logging.getLogger(__name__)
 
 
@@ -44,7 +46,7 @@ class CogniNetBLSTM(nn.Module):
     ) -> None:
         super().__init__()
         if pooling not in ("last", "mean"):
-            raise ValueError(f"pooling must be 'last' or 'mean', got {pooling!r}")
+            raise SettingError(f"pooling must be 'last' or 'mean', got {pooling!r}")
         self.pooling = pooling
         self.n_chans, self.n_outputs, self.n_times, self.sfreq = n_chans, n_outputs, n_times, sfreq
         self.lstm = nn.LSTM(
@@ -125,7 +127,7 @@ def build_student(name: str, n_chans: int, n_outputs: int, n_times: int, sfreq: 
         If no student has that name (the message lists those that exist).
     """
     if name not in STUDENTS:
-        raise ValueError(f"unknown student {name!r}; known: {', '.join(sorted(STUDENTS))}")
+        raise SettingError(f"unknown student {name!r}; known: {', '.join(sorted(STUDENTS))}")
     cls = STUDENTS[name]
     params = inspect.signature(cls).parameters
     unused = sorted(k for k in options if k in TRAINING_OPTIONS and k not in params)

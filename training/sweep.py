@@ -1,4 +1,4 @@
-"""CogniNet's ablations (METHODS.md §1) on synthetic data, as Markdown tables: ``bci-train sweep CONFIG.toml``.
+"""CogniNet's ablations (METHODS.md §1) on synthetic data, as Markdown tables: ``bci-train sweep --config CONFIG.toml``.
 
 Tables (each cell: validation accuracy on the by-image split of :func:`training.fit.train_student`, the mean over
 the training seeds, with the chance level = the share of the largest class in the validation split):
@@ -49,16 +49,18 @@ import dataclasses
 import functools
 import logging
 import re
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field, field_validator
 
 from bci_stream.recordings import Recording
 
+from .config import Strict, read_toml, validate
+from .errors import SettingError, TrainingDataError
 from .teachers import PrecomputedTeacher
 
 log = logging.getLogger(__name__)
@@ -111,32 +113,102 @@ DEFAULTS: dict[str, Any] = {
 # ------------------------------------------------------------------------------------------------------ config
 
 
+class SweepData(Strict):
+    """``[data]``: synthetic sessions (:func:`training.synthetic.synthesize`), one per entry of ``sessions``."""
+
+    seconds: float = Field(gt=0)
+    sessions: list[int] = Field(min_length=1)
+    n_classes: int = Field(ge=2, le=40)
+    images_per_class: int = Field(ge=2)
+    evoked_uv: float = Field(gt=0)
+    subject: int = 1
+    n_channels: int = Field(ge=0)  # posterior channels; 0 = all 128
+
+
+class SweepTrain(Strict):
+    """``[train]``: options of :func:`training.fit.train_student` (the seed comes from ``seeds``)."""
+
+    epochs: int = Field(ge=1)
+    sfreq: float | None = Field(None, gt=0)
+    n_times: int = Field(gt=0)
+    bandpass: tuple[float | None, float | None] | None = None
+    hidden: int = Field(ge=1)
+    n_features: int = Field(ge=1)
+    dropout: float = Field(ge=0, lt=1)
+    lr: float = Field(gt=0)
+    batch_size: int = Field(ge=1)
+    n_layers: int = Field(ge=1)
+    events: str | None = None
+    label_regex: str | None = None
+    image_regex: str | None = None
+    channels: list[str] | None = None
+    tmin: float | None = None
+    notch: float | None = None
+    filter_order: int | None = Field(None, ge=1)
+    loss: Literal["ce", "kd-supervised", "kd-unsupervised", "l2"] | None = None
+    temperature: float | None = Field(None, gt=0)
+    ce_weight: float | None = Field(None, ge=0)
+    student: str | None = None
+    pooling: Literal["mean", "last"] | None = None
+    val_fraction: float | None = Field(None, gt=0, lt=1)
+    threads: int | None = Field(None, ge=1)
+
+
+class SweepFewLabels(Strict):
+    """``[few_labels]``: the few-labels check (:func:`few_labels_check`)."""
+
+    seconds: float = Field(gt=0)
+    test_seconds: float = Field(gt=0)
+    labelled_per_class: int = Field(ge=1)
+    train_images: int = Field(ge=2)
+    epochs: int = Field(ge=1)
+    seeds: list[int] = Field(min_length=1)
+
+
+class SweepConfig(Strict):
+    """A sweep config: :data:`DEFAULTS` overlaid with the file (nested tables merge); unknown keys refused."""
+
+    out: str
+    tables: list[str]
+    temperatures: list[float]
+    depths: list[int]
+    losses: list[Literal["ce", "kd-supervised", "kd-unsupervised", "l2"]]
+    teachers: list[Literal["none", "synthetic", "smoothed"]]
+    students: list[str]
+    student: str
+    temperature: float = Field(gt=0)
+    seeds: list[int] = Field(min_length=1)
+    data: SweepData
+    train: SweepTrain
+    few_labels: SweepFewLabels
+
+    @field_validator("tables")
+    @classmethod
+    def _known_tables(cls, tables: list[str]) -> list[str]:
+        unknown = [t for t in tables if t not in TABLES]
+        if unknown:
+            raise ValueError(f"unknown tables {unknown}; known: {', '.join(TABLES)}")
+        return tables
+
+
 def load_config(source: str | Path | Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The config: :data:`DEFAULTS` overlaid with a TOML file (path) or a mapping (nested tables merge)."""
+    """The config: :data:`DEFAULTS` overlaid with a TOML file (path) or a mapping (nested tables merge), validated
+    by :class:`SweepConfig` (:class:`~training.errors.SettingError` names the file, key, value and rule)."""
     if source is None:
         given: Mapping[str, Any] = {}
+        where = "<defaults>"
     elif isinstance(source, Mapping):
-        given = source
+        given, where = source, "<mapping>"
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"sweep config {str(path)!r} does not exist")
-        with open(path, "rb") as fh:
-            given = tomllib.load(fh)
+        given, where = read_toml(source, what="sweep config"), str(source)
     cfg = copy.deepcopy(DEFAULTS)
     for key, value in given.items():
-        if key not in cfg:
-            raise ValueError(f"unknown sweep config key {key!r}; known: {', '.join(sorted(cfg))}")
-        if isinstance(cfg[key], dict):
-            if not isinstance(value, Mapping):
-                raise ValueError(f"sweep config [{key}] must be a table")
+        if isinstance(cfg.get(key), dict) and isinstance(value, Mapping):
             cfg[key].update(value)
         else:
             cfg[key] = value
-    unknown = [t for t in cfg["tables"] if t not in TABLES]
-    if unknown:
-        raise ValueError(f"unknown tables {unknown}; known: {', '.join(TABLES)}")
-    return cfg
+    model = validate(SweepConfig, cfg, source=where, example="training/sweep.py", what="sweep config")
+    return model.model_dump(exclude_unset=True)
 
 
 # -------------------------------------------------------------------------------------------------------- data
@@ -179,7 +251,7 @@ def smoothed_teacher(teacher: PrecomputedTeacher, epsilon: float = 0.1) -> Preco
     for i, image in enumerate(teacher.images):
         label = image.rsplit("_", 1)[0]
         if label not in index:
-            raise ValueError(f"image id {image!r} does not start with a class of the teacher")
+            raise TrainingDataError(f"image id {image!r} does not start with a class of the teacher")
         probs[i, index[label]] += 1 - epsilon
     return PrecomputedTeacher(
         images=list(teacher.images),
@@ -198,7 +270,7 @@ def _teacher(kind: str, base: PrecomputedTeacher) -> PrecomputedTeacher | None:
         return base
     if kind == "smoothed":
         return smoothed_teacher(base)
-    raise ValueError(f"unknown teacher {kind!r}; known: none, synthetic, smoothed")
+    raise SettingError(f"unknown teacher {kind!r}; known: none, synthetic, smoothed")
 
 
 def _train_kwargs(cfg: Mapping[str, Any]) -> dict[str, Any]:
@@ -320,7 +392,9 @@ def few_labels_check(cfg: Mapping[str, Any] | str | Path | None = None) -> FewLa
     kw["epochs"] = int(fl.get("epochs", kw.get("epochs", 10)))
     n_lab, n_train_img = int(fl["labelled_per_class"]), int(fl["train_images"])
     if not 2 <= n_train_img < int(data["images_per_class"]):
-        raise ValueError("few_labels.train_images must be in [2, images_per_class)")
+        raise SettingError(
+            f"few_labels.train_images must be in [2, images_per_class = {data['images_per_class']}), got {n_train_img}"
+        )
     per_seed: list[dict[str, float]] = []
     counts = []
     for seed in fl["seeds"]:

@@ -37,6 +37,7 @@ import numpy as np
 from bci_stream.epochs import Marker
 from bci_stream.recordings import Recording
 
+from .errors import SettingError, TrainingDataError
 from .teachers import PrecomputedTeacher
 
 #: The 40 EEG-ImageNet classes (Spampinato et al. 2017) in WordNet-id order: (wnid, name, superclass).
@@ -105,7 +106,7 @@ def class_order() -> list[tuple[str, str, str]]:
 def select_classes(n_classes: int) -> list[tuple[str, str, str]]:
     """The first ``n_classes`` of :func:`class_order` (2 ≤ n ≤ 40)."""
     if not 2 <= n_classes <= len(EEG_IMAGENET_CLASSES):
-        raise ValueError(f"n_classes must be 2 … {len(EEG_IMAGENET_CLASSES)}, got {n_classes}")
+        raise SettingError(f"n_classes must be 2 … {len(EEG_IMAGENET_CLASSES)}, got {n_classes}")
     return class_order()[:n_classes]
 
 
@@ -271,6 +272,58 @@ def _vep(t: np.ndarray, shift: float) -> np.ndarray:
     return np.asarray(v) * _evoked_window(t)
 
 
+def _background(
+    rng: np.random.Generator, world: _World, subj: SubjectParams, n: int, sfreq: float, *, background_uv: float,
+    background_exponent: float, alpha_uv: float, sensor_uv: float, line_uv: float,
+) -> np.ndarray:  # fmt: skip
+    """(n, n_ch) volts: smooth 1/f sources, posterior alpha, sensor noise, line noise."""
+    n_ch = len(world.ch_names)
+    uv = 1e-6
+    n_pink = 32
+    pink = _colored_noise(rng, n, sfreq, n_pink, lambda f: np.maximum(f, 0.5) ** (-background_exponent / 2))
+    centers = world.positions[rng.choice(n_ch, n_pink, replace=False)]
+    mix = np.stack([_blob(world.positions, c, rng.uniform(0.03, 0.06)) for c in centers])
+    mix *= rng.choice([-1.0, 1.0], size=(n_pink, 1))
+    mix /= np.sqrt((mix**2).sum(axis=0, keepdims=True))  # unit variance per channel
+    data = pink @ (mix * (background_uv * subj.background_scale * uv))
+    del pink
+    af = subj.alpha_freq
+    n_alpha = 3
+    alpha = _colored_noise(rng, n, sfreq, n_alpha, lambda f: np.exp(-((f - af) ** 2) / (2 * 0.6**2)))
+    occ_pos = world.positions[world.occipital]
+    a_mix = np.stack([_blob(world.positions, occ_pos[rng.integers(len(occ_pos))], 0.05) for _ in range(n_alpha)])
+    a_mix /= np.sqrt((a_mix**2).sum(axis=0)).max()
+    data += alpha @ (a_mix * (alpha_uv * uv))
+    del alpha
+    data += rng.standard_normal((n, n_ch)) * (sensor_uv * uv)
+    t_all = np.arange(n) / sfreq
+    line_amp = rng.uniform(0.5, 1.0, n_ch) * line_uv * uv
+    line_phase = rng.uniform(0, 2 * np.pi, n_ch)
+    data += np.sin(2 * np.pi * 50.0 * t_all[:, None] + line_phase) * line_amp
+
+    return data
+
+
+def _schedule(
+    rng: np.random.Generator, seconds: float, n_chosen: int, images_per_class: int, soa: tuple[float, float]
+) -> tuple[list[float], list[tuple[int, int]], list[tuple[int, int]]]:
+    """Stimulus onsets (s), the (class, image) stimuli, and the shown sequence: randomised order, every image
+    several times, SOA drawn from ``soa``."""
+    onsets = []
+    t = FIRST_STIMULUS
+    last_allowed = seconds - EVOKED_WINDOW[1] - 0.1
+    while t <= last_allowed:
+        onsets.append(t)
+        t += rng.uniform(*soa)
+    stimuli = [(ci, k) for ci in range(n_chosen) for k in range(1, images_per_class + 1)]
+    sequence: list[tuple[int, int]] = []
+    while len(sequence) < len(onsets):
+        sequence.extend(stimuli[i] for i in rng.permutation(len(stimuli)))
+    sequence = sequence[: len(onsets)]
+
+    return onsets, stimuli, sequence
+
+
 def synthesize(
     seconds: float = 60.0,
     *,
@@ -316,9 +369,9 @@ def synthesize(
         class-independent VEP amplitude, all in µV.
     """
     if seconds < FIRST_STIMULUS + 1.0:
-        raise ValueError(f"seconds must be at least {FIRST_STIMULUS + 1.0:g}, got {seconds}")
+        raise SettingError(f"seconds must be at least {FIRST_STIMULUS + 1.0:g}, got {seconds}")
     if images_per_class < 1:
-        raise ValueError(f"images_per_class must be ≥ 1, got {images_per_class}")
+        raise SettingError(f"images_per_class must be ≥ 1, got {images_per_class}")
     world = _world(world_seed, float(image_spread))
     subj = subject_params(subject, world_seed)
     chosen = select_classes(n_classes)
@@ -329,41 +382,11 @@ def synthesize(
     n_ch = len(world.ch_names)
     uv = 1e-6
 
-    # ---- background: smooth 1/f sources, posterior alpha, sensor noise, line noise
-    n_pink = 32
-    pink = _colored_noise(rng, n, sfreq, n_pink, lambda f: np.maximum(f, 0.5) ** (-background_exponent / 2))
-    centers = world.positions[rng.choice(n_ch, n_pink, replace=False)]
-    mix = np.stack([_blob(world.positions, c, rng.uniform(0.03, 0.06)) for c in centers])
-    mix *= rng.choice([-1.0, 1.0], size=(n_pink, 1))
-    mix /= np.sqrt((mix**2).sum(axis=0, keepdims=True))  # unit variance per channel
-    data = pink @ (mix * (background_uv * subj.background_scale * uv))
-    del pink
-    af = subj.alpha_freq
-    n_alpha = 3
-    alpha = _colored_noise(rng, n, sfreq, n_alpha, lambda f: np.exp(-((f - af) ** 2) / (2 * 0.6**2)))
-    occ_pos = world.positions[world.occipital]
-    a_mix = np.stack([_blob(world.positions, occ_pos[rng.integers(len(occ_pos))], 0.05) for _ in range(n_alpha)])
-    a_mix /= np.sqrt((a_mix**2).sum(axis=0)).max()
-    data += alpha @ (a_mix * (alpha_uv * uv))
-    del alpha
-    data += rng.standard_normal((n, n_ch)) * (sensor_uv * uv)
-    t_all = np.arange(n) / sfreq
-    line_amp = rng.uniform(0.5, 1.0, n_ch) * line_uv * uv
-    line_phase = rng.uniform(0, 2 * np.pi, n_ch)
-    data += np.sin(2 * np.pi * 50.0 * t_all[:, None] + line_phase) * line_amp
-
-    # ---- stimuli: randomised order, every image several times, SOA 0.45–0.55 s
-    onsets = []
-    t = FIRST_STIMULUS
-    last_allowed = seconds - EVOKED_WINDOW[1] - 0.1
-    while t <= last_allowed:
-        onsets.append(t)
-        t += rng.uniform(*soa)
-    stimuli = [(ci, k) for ci in range(len(chosen)) for k in range(1, images_per_class + 1)]
-    sequence: list[tuple[int, int]] = []
-    while len(sequence) < len(onsets):
-        sequence.extend(stimuli[i] for i in rng.permutation(len(stimuli)))
-    sequence = sequence[: len(onsets)]
+    # ---- background, then the stimulus schedule (in this order: they share the session's generator)
+    data = _background(rng, world, subj, n, sfreq, background_uv=background_uv,
+                       background_exponent=background_exponent, alpha_uv=alpha_uv, sensor_uv=sensor_uv,
+                       line_uv=line_uv)  # fmt: skip
+    onsets, stimuli, sequence = _schedule(rng, seconds, len(chosen), images_per_class, soa)
 
     # ---- evoked responses
     length = int(np.ceil(EVOKED_WINDOW[1] * sfreq)) + 2
@@ -447,7 +470,7 @@ def write_fif(recording: Recording, path: str | Path) -> Path:
     import mne
 
     if recording.units != "V":
-        raise ValueError(f"write_fif expects samples in volts, got {recording.units!r}")
+        raise TrainingDataError(f"write_fif expects samples in volts, got {recording.units!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     info = mne.create_info(recording.ch_names, recording.sfreq, recording.ch_types, verbose="error")

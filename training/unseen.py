@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import SettingError, TrainingDataError
+
 log = logging.getLogger(__name__)
 
 CLASSIFIERS = ("svm", "knn", "random-forest")
@@ -31,7 +33,7 @@ def excerpts(X: np.ndarray, window: int, hop: int) -> tuple[np.ndarray, np.ndarr
     """Overlapping windows of every epoch: (n × k, window, n_chans) and the epoch index of each window."""
     n, n_times, _ = X.shape
     if not 0 < window <= n_times or hop < 1:
-        raise ValueError(f"need 0 < window <= n_times ({n_times}) and hop >= 1, got window {window}, hop {hop}")
+        raise SettingError(f"need 0 < window <= n_times ({n_times}) and hop >= 1, got window {window}, hop {hop}")
     starts = list(range(0, n_times - window + 1, hop))
     out = np.stack([X[:, s : s + window] for s in starts], axis=1)  # (n, k, window, chans)
     return out.reshape(n * len(starts), window, X.shape[2]), np.repeat(np.arange(n), len(starts))
@@ -62,7 +64,7 @@ def make_classifier(name: str, seed: int = 0) -> Any:
         return make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=3))
     if name == "random-forest":
         return RandomForestClassifier(n_estimators=100, random_state=seed)
-    raise ValueError(f"unknown classifier {name!r}; known: {', '.join(CLASSIFIERS)}")
+    raise SettingError(f"unknown classifier {name!r}; known: {', '.join(CLASSIFIERS)}")
 
 
 def majority_vote(pred: np.ndarray, owner: np.ndarray, n: int, n_classes: int) -> np.ndarray:
@@ -122,7 +124,7 @@ def unseen_classes(
     from .synthetic import synthesize
 
     if not 2 <= n_unseen < n_classes - 1:
-        raise ValueError(f"need 2 <= n_unseen < n_classes - 1, got {n_unseen} of {n_classes}")
+        raise SettingError(f"need 2 <= n_unseen < n_classes - 1, got {n_unseen} of {n_classes}")
     session = synthesize(
         seconds, seed=session_seed, n_classes=n_classes, images_per_class=images_per_class, evoked_uv=evoked_uv
     )
@@ -147,7 +149,7 @@ def unseen_classes(
         support[np.flatnonzero(y == c)[:shots]] = True
     query = ~support
     if query.sum() == 0 or min(np.bincount(y[query], minlength=len(unseen))) == 0:
-        raise ValueError("too few epochs of the unseen classes for the query set: use a longer recording")
+        raise TrainingDataError("too few epochs of the unseen classes for the query set: use a longer recording")
 
     n_times = X.shape[1]
     w, h = max(1, round(window * n_times)), max(1, round(hop * n_times))

@@ -128,7 +128,9 @@ def _marker_outlet(source_id: str) -> pylsl.StreamOutlet:
 
 
 def test_pending_markers_are_dropped_on_shutdown(linear_model):
-    """A marker whose epoch can never complete is answered with a 'shutdown' drop, and stop is prompt."""
+    """A marker whose epoch is not complete at stop is answered with a 'shutdown' drop, and stop is prompt.
+
+    (3 s ahead is inside ``future_limit``: it waits for its samples, so only the stop can answer it.)"""
     rec = small_recording(seconds=60, nan_at=None)
     rec.markers = []
     name = unique("eeg")
@@ -139,12 +141,12 @@ def test_pending_markers_are_dropped_on_shutdown(linear_model):
         runner = DaemonThread(config).start()
         sub.wait_for("status", timeout=15)
         assert outlet.wait_for_consumers(10)
-        outlet.push_sample(["stim/a/far-future"], pylsl.local_clock() + 1000.0)
+        outlet.push_sample(["stim/a/ahead"], pylsl.local_clock() + 3.0)
         collect(sub, lambda m: bool(m) and m[-1].counts.markers == 1, timeout=10, topics=("status",))
         took = runner.stop(timeout=5)
         assert runner.error is None
         drop = collect(sub, lambda m: len(m) >= 1, timeout=5)[0]
-    assert isinstance(drop, Drop) and drop.reason == "shutdown" and drop.marker.value == "stim/a/far-future"
+    assert isinstance(drop, Drop) and drop.reason == "shutdown" and drop.marker.value == "stim/a/ahead"
     assert took < config.runtime.shutdown_timeout
 
 
@@ -189,3 +191,78 @@ def test_slow_subscriber_never_stalls_the_daemon(linear_model):
     finally:
         stuck.close(linger=0)
         ctx.term()
+
+
+def _first_sample_model(path, channels, n_times, sfreq):
+    """Logits = W · (the window's first sample): a window one sample off moves every logit by order 1."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from bci_stream.card import InputSpec, ModelCard, OutputSpec, Preprocessing, write_card
+
+    w = (np.random.default_rng(5).standard_normal((len(channels), 3)) * 2e5).astype(np.float32)  # 10 µV → O(1)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Gather", ["eeg", "first"], ["x0"], axis=1),
+            helper.make_node("MatMul", ["x0", "W"], ["logits"]),
+        ],
+        "first-sample",
+        [helper.make_tensor_value_info("eeg", TensorProto.FLOAT, ["batch", n_times, len(channels)])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        initializer=[numpy_helper.from_array(np.array(0, dtype=np.int64), "first"), numpy_helper.from_array(w, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    card = ModelCard.model_validate(
+        {
+            "name": "first-sample",
+            "input": InputSpec(sfreq=sfreq, n_times=n_times, tmin=0.02, channels=channels).model_dump(),
+            "preprocessing": Preprocessing(bandpass=(1.0, 200.0), notch=50.0).model_dump(),
+            "output": OutputSpec(classes=["a", "b", "c"]).model_dump(),
+        }
+    )
+    write_card(path, card)
+    return path
+
+
+def _logits(probabilities):
+    """Logits up to their mean (what softmax keeps), from probabilities."""
+    lp = np.log(np.asarray(probabilities))
+    return lp - lp.mean(axis=-1, keepdims=True)
+
+
+def test_offline_equals_online_to_the_sample_and_a_shifted_marker_fails_the_comparison(tmp_path):
+    path = _first_sample_model(tmp_path / "first.onnx", CHANNELS, 100, SFREQ)
+    rec = small_recording(nan_at=None)
+    expected = [m for m in rec.markers if m.value.startswith("stim/")]
+    name = unique("eeg")
+    config = daemon_config(path, name, f"{name}-markers")
+    with Subscriber(config.publish.endpoint, timeout=2.0) as sub, running_daemon(config):
+        sub.wait_for("status", timeout=15)
+        with playing(rec, name=name, source_id=name, speed=4.0, wait_consumers=10):
+            got = collect(sub, lambda m: len(m) >= len(expected), timeout=30)
+    predictions = [m for m in got if isinstance(m, Prediction)]
+    assert len(predictions) == len(expected)
+    online = _logits([[p.probabilities[c] for c in "abc"] for p in predictions])
+
+    model, card = OnnxModel(path), read_card(path)
+
+    def offline_logits(shift_samples: int) -> np.ndarray:
+        shifted = Recording(
+            rec.data,
+            rec.sfreq,
+            rec.ch_names,
+            rec.ch_types,
+            rec.units,
+            [Marker(m.value, m.time + shift_samples / SFREQ) for m in rec.markers],
+            source=rec.source,
+        )
+        cut = epochs_from_recording(shifted, card.input, card.preprocessing, events="^stim/")
+        return _logits(softmax(model.run(normalize(cut.X, card.preprocessing.normalization))))
+
+    same = np.abs(online - offline_logits(0)).max()
+    assert same < 1e-3, f"offline and online logits differ by {same}"
+    # the control: a marker moved by 2 samples must not pass the same comparison
+    for shift in (-2, 2):
+        assert np.abs(online - offline_logits(shift)).max() > 0.1

@@ -11,7 +11,7 @@ import pytest
 
 from training.cli import main
 from training.crossval import StudentSpec, block_ids, make_folds, permutation_p
-from training.realdata import LabelRule, load_epochs
+from training.realdata import LabelRule, RealDataError, load_epochs
 
 from .conftest import LABEL
 
@@ -103,9 +103,9 @@ def test_student_flags_parse_and_unknown_ones_are_refused() -> None:
     spec = StudentSpec.parse("eegnet+aug+bal", epochs=3)
     assert (spec.name, spec.augment, spec.balanced, spec.epochs, spec.label) == ("eegnet", True, True, 3,
                                                                                  "eegnet+aug+bal")  # fmt: skip
-    with pytest.raises(ValueError, match="unknown flag"):
+    with pytest.raises(RealDataError, match="unknown flag"):
         StudentSpec.parse("eegnet+mixup")
-    with pytest.raises(ValueError, match="unknown student"):
+    with pytest.raises(RealDataError, match="unknown student"):
         StudentSpec.parse("resnet")
 
 

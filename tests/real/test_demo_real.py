@@ -13,7 +13,7 @@ from bci_stream.demo import run_demo
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "exported" / "n170-faces-houses.onnx"
 RUN6 = REPO / "data" / "n170" / "sub-01_ses-01_run-06_eeg.fif"
-CONFIG = REPO / "configs" / "daemon-n170.toml"
+CONFIG = REPO / "configs" / "daemon.toml"  # events and label come from the card
 
 
 def test_shipped_card_records_leave_one_run_out_numbers_on_runs_1_to_5() -> None:

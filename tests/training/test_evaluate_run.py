@@ -5,9 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from bci_stream.errors import ConfigError
 from training.cli import main
 from training.evaluate_run import TEST_NOTE, VALIDATION_NOTE, evaluate_run, headline
-from training.runs import ConfigError, fit_run
+from training.runs import fit_run
 
 TINY = """
 [data]

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from bci_stream.card import ModelCard, read_card
+from bci_stream.errors import ConfigError
 from training.cli import main as cli_main
-from training.runs import ConfigError, export_run, fit_run, load_config
+from training.runs import export_run, fit_run, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -142,7 +143,7 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path, run):
     config = write_config(tmp_path)
     part = fit_run(config, out=tmp_path / "r", stop_after=2, progress=False)
     assert not part.metrics["finished"] and not (tmp_path / "r" / "model.pt").exists()
-    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=False)["epoch"] == 2
+    assert torch.load(tmp_path / "r" / "checkpoint.pt", weights_only=True)["epoch"] == 2
     rest = fit_run(config, resume=tmp_path / "r", progress=False)
     assert rest.metrics["finished"]
     for k, v in run.final_state.items():
@@ -206,6 +207,6 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())
     assert m["world_size"] == 2 and m["finished"] and len(m["history"]) == 2
-    assert torch.load(out / "checkpoint.pt", weights_only=False)["world_size"] == 2
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["world_size"] == 2
     assert proc.stdout.count('"run"') == 1  # only rank 0 reports (and writes) the run
     assert (out / "model.pt").is_file() and (out / "report.md").is_file()

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from scipy import signal as sps
 
 from bci_stream.card import CARD_KEY, SCHEMA_VERSION, ModelCard, Normalization, Preprocessing, read_card, write_card
 from bci_stream.errors import ModelCardError
@@ -255,3 +259,138 @@ def test_card_is_frozen():
     card = ModelCard.from_json(json.dumps(card_dict()))
     with pytest.raises(Exception):  # noqa: B017 - pydantic raises ValidationError for frozen models
         card.name = "other"  # type: ignore[misc]
+
+
+# --------------------------------------------------------------------------- a card a peer can follow (issue 8)
+
+
+def peer_preprocess(card_json: dict, stream_channels: list[str], stream_sfreq: float, chunks: list) -> np.ndarray:
+    """What a user without bci_stream writes from the card's JSON: scipy only, stages designed from their fields.
+
+    Picks the card's channels by name, scales V→card units, designs every stage (plus the anti-alias edge when
+    the card says it applies) with scipy.signal at the stream rate, and runs them forward with carried state.
+    """
+    filters, spec = card_json["filters"], card_json["input"]
+    picks = [stream_channels.index(ch) for ch in spec["channels"]]
+    scale = {"V": 1.0, "mV": 1e3, "uV": 1e6}[spec["units"]]
+    sos_parts = []
+    for stage in filters["stages"]:
+        if stage["kind"] == "butterworth":
+            edges = list(stage["edges_hz"])
+            btype = stage["btype"]
+            if stream_sfreq > spec["sfreq"] and btype == "highpass":  # the card's anti-alias rule
+                edges, btype = [edges[0], filters["anti_alias"]["cutoff_hz"]], "bandpass"
+            wn = edges if btype == "bandpass" else edges[0]
+            sos_parts.append(sps.butter(stage["order"], wn, btype=btype, fs=stream_sfreq, output="sos"))
+        elif stage["kind"] == "notch" and stage["freq_hz"] < stream_sfreq / 2:
+            sos_parts.append(sps.tf2sos(*sps.iirnotch(stage["freq_hz"], Q=stage["q"], fs=stream_sfreq)))
+    if stream_sfreq > spec["sfreq"] and not any(s["kind"] == "butterworth" for s in filters["stages"]):
+        sos_parts.insert(0, sps.butter(4, filters["anti_alias"]["cutoff_hz"], fs=stream_sfreq, output="sos"))
+    sos = np.vstack(sos_parts)
+    if f"{stream_sfreq:g}" in filters["sections"]:  # the card's own sections agree with the redesign
+        np.testing.assert_array_equal(sos, np.asarray(filters["sections"][f"{stream_sfreq:g}"]))
+    out, zi = [], None
+    for chunk in chunks:
+        x = np.asarray(chunk, dtype=np.float64)[:, picks] * scale
+        if not len(x):
+            continue
+        if zi is None:
+            zi = sps.sosfilt_zi(sos)[:, :, None] * x[0][None, None, :]
+        y, zi = sps.sosfilt(sos, x, axis=0, zi=zi)
+        out.append(y)
+    return np.concatenate(out)
+
+
+PEER_CASES = {
+    "band-notch-q": ({"bandpass": [5.0, 95.0], "notch": 50.0, "notch_q": 12.0}, 1000.0, 1000.0, "V"),
+    "butter-2-uV": ({"bandpass": [1.0, 40.0], "notch": 60.0, "filter": "causal-butter-2"}, 250.0, 250.0, "uV"),
+    "faster-stream-highpass": ({"bandpass": [0.5, None], "notch": 50.0}, 1000.0, 2000.0, "V"),
+    "faster-stream-no-band": ({"notch": 50.0}, 500.0, 1000.0, "V"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PEER_CASES))
+def test_peer_rebuilds_preprocessing_from_card_json_with_scipy_alone(tmp_path, case):
+    from bci_stream.signal import Preprocessor  # the daemon's side
+
+    prep, model_sfreq, stream_sfreq, units = PEER_CASES[case]
+    d = card_dict()
+    d["input"].update(sfreq=model_sfreq, units=units)
+    d["preprocessing"].update(prep)
+    d["preprocessing"].pop("normalization")
+    path = tmp_path / "m.onnx"
+    tiny_onnx(path)
+    write_card(path, ModelCard.from_json(json.dumps(d)))
+    raw_json = json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}[CARD_KEY])
+    assert raw_json["filters"]["sections"], "the card lists the sections at its own rate"
+
+    rng = np.random.default_rng(0)
+    stream_channels = ["Cz", "x", "Fp2", "Fp1"]
+    raw = rng.normal(size=(3000, 4)) * 2e-5 + np.array([1e-3, 0.0, -2e-3, 5e-4])  # volts, DC offsets
+    edges = sorted({0, 3000, *rng.integers(0, 3000, size=25).tolist()})
+    chunks = [raw[a:b] for a, b in itertools.pairwise(edges)]
+    peer = peer_preprocess(raw_json, stream_channels, stream_sfreq, chunks)
+
+    card = read_card(path)
+    pre = Preprocessor(stream_channels, stream_sfreq, "V", card.input, card.preprocessing)
+    daemon = np.concatenate([pre.process(c)[0] for c in chunks])
+    np.testing.assert_allclose(peer, daemon, rtol=0, atol=1e-9 * np.max(np.abs(daemon)))
+
+
+def test_card_stages_match_mne_create_filter():
+    mne = pytest.importorskip("mne")
+    card = ModelCard.from_json(json.dumps(card_dict()))
+    stage = card.filters["stages"][0]
+    sfreq = card.input.sfreq
+    got = mne.filter.create_filter(
+        None, sfreq, l_freq=stage["edges_hz"][0], h_freq=stage["edges_hz"][1], method="iir",
+        iir_params=dict(order=stage["order"], ftype="butter", output="sos"), phase="forward", verbose="error",
+    )["sos"]  # fmt: skip
+    np.testing.assert_allclose(got, np.asarray(card.filters["sections"]["1000"])[: len(got)], rtol=0, atol=1e-12)
+
+
+def test_card_json_names_every_filter_completely():
+    filters = json.loads(ModelCard.from_json(json.dumps(card_dict())).to_json())["filters"]
+    band, notch = filters["stages"]
+    assert band == {**band, "kind": "butterworth", "btype": "bandpass", "order": 4, "edges_hz": [5.0, 95.0]}
+    assert notch == {**notch, "kind": "notch", "freq_hz": 50.0, "q": 30.0}
+    assert "iirnotch" in notch["scipy"] and "butter(4, [5.0, 95.0]" in band["scipy"] and "create_filter" in band["mne"]
+    assert np.asarray(filters["sections"]["1000"]).shape == (5, 6)
+    assert "sosfilt_zi" in filters["initial_state"] and "sosfilt" in filters["apply"]
+    assert filters["anti_alias"]["cutoff_hz"] == 450.0
+
+
+def test_old_cards_and_shipped_models_still_load():
+    old = card_dict()  # no notch_q, no filters: as every card written before them
+    card = ModelCard.from_json(json.dumps(old))
+    assert card.preprocessing.notch_q == 30.0
+    for path in sorted(Path(__file__).parents[2].joinpath("exported").glob("*.onnx")):
+        shipped = read_card(path)
+        again = ModelCard.from_json(shipped.to_json(), source=str(path))  # with its filters section now
+        assert again == shipped
+
+
+def test_edited_sections_are_refused():
+    d = json.loads(ModelCard.from_json(json.dumps(card_dict())).to_json())
+    d["filters"]["sections"]["1000"][0][0] *= 1.001
+    with pytest.raises(ModelCardError, match=r"m\.onnx: the card's filters\.sections at 1000 Hz .*differ"):
+        ModelCard.from_json(json.dumps(d), source="m.onnx")
+    d["filters"]["sections"] = "nope"
+    with pytest.raises(ModelCardError, match=r"filters\.sections"):
+        ModelCard.from_json(json.dumps(d), source="m.onnx")
+
+
+def test_sections_listed_at_another_stream_rate_are_checked_there():
+    from bci_stream.signal import design_filter  # the reference a peer compares with
+
+    d = json.loads(ModelCard.from_json(json.dumps(card_dict())).to_json())
+    card = ModelCard.from_json(json.dumps(card_dict()))
+    d["filters"]["sections"]["2000"] = design_filter(2000.0, card.preprocessing, 1000.0).tolist()
+    assert ModelCard.from_json(json.dumps(d)) == card
+    d["filters"]["sections"]["2000"] = d["filters"]["sections"]["1000"]  # the 1 kHz design is wrong at 2 kHz
+    with pytest.raises(ModelCardError, match="at 2000 Hz"):
+        ModelCard.from_json(json.dumps(d))
+    del d["filters"]["sections"]["2000"]
+    d["filters"]["sections"]["fast"] = []
+    with pytest.raises(ModelCardError, match=r"filters\.sections\['fast'\]"):
+        ModelCard.from_json(json.dumps(d))

@@ -100,14 +100,27 @@ def label_purity(y: Sequence[Any], blocks: Sequence[Any]) -> float:
 
 
 def _torch_load(path: str | Path) -> Any:
+    """A ``.pth`` file through torch's restricted unpickler (tensors, numbers, strings, lists, dicts only).
+
+    The released files need nothing more; a file that asks for any other global is refused with
+    :class:`EEGImageNetError` before anything in it runs.
+    """
+    import pickle  # only for its exception type: torch.load(weights_only=True) does the unpickling
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
-    # weights_only=False: the EEG-ImageNet files are pickled dicts that the restricted loader may refuse. Only load
-    # local files you trust (unpickling can run code).
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        reason = next((line for line in lines if "unsupported" in line.lower()), lines[0] if lines else "")
+        raise EEGImageNetError(
+            f"refused to load {str(path)!r}: it holds more than tensors, numbers, strings, lists and dicts "
+            f"({reason.strip()}); an EEG-ImageNet file needs nothing else, so it may be trying to run code"
+        ) from None
 
 
 def load_eeg_imagenet(
@@ -119,7 +132,7 @@ def load_eeg_imagenet(
     max_len: int = MAX_LEN,
     subjects: Sequence[int] | None = None,
 ) -> EEGImageNet:
-    """Read an EEG-ImageNet ``.pth`` file (a local, trusted file: it is unpickled with ``weights_only=False``).
+    """Read an EEG-ImageNet ``.pth`` file (with ``torch.load(weights_only=True)``: a file cannot run code).
 
     Keeps trials with ``min_len ≤ L ≤ max_len`` (and of ``subjects`` when given) that are long enough for the crop
     (with the default tmin of 40 samples, ``L ≥ 480``; shorter ones count as dropped), cuts
@@ -205,7 +218,7 @@ def load_splits(path: str | Path, data: EEGImageNet) -> list[dict[str, np.ndarra
     The indices address the file's ``dataset`` list; they are mapped to positions in ``data`` (trials that
     ``data`` dropped, e.g. for length, are left out as the released loader does). Each split is asserted free of
     shared trials and images (it is a split by image); a leaking file is refused with :class:`SplitLeakError`.
-    A local, trusted file: unpickled with ``weights_only=False``.
+    Read with ``torch.load(weights_only=True)``, like the data file.
     """
     raw = _torch_load(path)
     if not isinstance(raw, Mapping) or "splits" not in raw:

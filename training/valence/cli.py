@@ -2,15 +2,16 @@
 
 Entry point :func:`main` (``argv`` without the program name). Subcommands::
 
-    synth     --out DIR                          write synthetic trials in the per-trial .npz format
-    fit       DATA --out model.pt [--no-kd]      train one student on all trials (λ from the config)
-    evaluate  DATA --report report.md            10-fold trial shuffle + LOSO, KD vs no-KD, paired test
-    export    (--checkpoint model.pt | DATA) --out model.onnx
+    bci-train valence synth     --config X --out DIR                  synthetic trials, per-trial .npz format
+    bci-train valence fit       --config X DATA --out model.pt [--no-kd]   one student on all trials
+    bci-train valence evaluate  --config X DATA --report report.md    10-fold trial shuffle + LOSO, KD vs no-KD
+    bci-train valence export    --config X (--checkpoint model.pt | DATA) --out model.onnx
 
 DATA is one of ``--data DIR`` (per-trial .npz files), ``--deap sNN.dat …`` or ``--synth`` (generated in
 memory from the config's ``[synth]`` table). ``--config`` names a TOML file with the tables ``[synth]``,
-``[features]``, ``[fit]``, ``[evaluate]`` and ``[export]`` (see ``configs/train-valence-synth.toml``); flags
-override it.
+``[features]``, ``[fit]``, ``[evaluate]`` and ``[export]`` (see ``configs/train-valence-synth.toml``), validated by
+:class:`ValenceConfig` (unknown keys refused, :mod:`training.config`); flags override it. The spelling before the
+one CLI style, ``bci-train valence --config X [--threads N] export ...``, still works for one release (a warning).
 """
 
 from __future__ import annotations
@@ -20,18 +21,16 @@ import json
 import logging
 import sys
 import time
-import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bci_stream.card import FeatureSpec, Preprocessing
+from bci_stream.cli_common import HelpFormatter, SubcommandParser, setup_logging, verbosity_parser, warn_deprecated
 from bci_stream.errors import BciStreamError
-from bci_stream.features import default_feature_spec, validate_feature_spec
 
+from ..errors import SettingError
 from .data import (
     DEAP_CHANNELS,
-    FeatureSetup,
     SynthConfig,
     ValenceDataError,
     ValenceTrial,
@@ -43,66 +42,17 @@ from .data import (
     write_trial_folder,
 )
 
+if TYPE_CHECKING:
+    from .config import Config
+
 log = logging.getLogger("training.valence")
 
 
-@dataclass
-class Config:
-    synth: SynthConfig = field(default_factory=SynthConfig)
-    features: dict[str, Any] = field(default_factory=dict)
-    fit: dict[str, Any] = field(default_factory=dict)
-    evaluate: dict[str, Any] = field(default_factory=dict)
-    export: dict[str, Any] = field(default_factory=dict)
-    source: str = "<defaults>"
-
-    def feature_setup(self, channels: list[str]) -> FeatureSetup:
-        f = dict(self.features)
-        unknown = sorted(set(f) - {"bands", "window", "hop", "segment", "reference", "bandpass", "filter", "notch"})
-        if unknown:
-            raise ValueError(f"{self.source}: unknown [features] key(s) {unknown}")
-        base = default_feature_spec()
-        spec = FeatureSpec(
-            bands=[tuple(b) for b in f.get("bands", base.bands)],
-            window=f.get("window", base.window),
-            hop=f.get("hop", base.hop),
-            segment=f.get("segment", base.segment),
-            reference=f.get("reference", base.reference),
-        )
-        validate_feature_spec(spec, target=f"{self.source} [features]")
-        prep = Preprocessing(
-            bandpass=tuple(f.get("bandpass", (0.3, 45.0))),
-            notch=f.get("notch"),
-            filter=f.get("filter", "causal-butter-4"),
-        )
-        return FeatureSetup(spec, prep, channels)
-
-
 def load_config(path: str | Path | None) -> Config:
-    if path is None:
-        return Config()
-    path = Path(path)
-    with path.open("rb") as fh:
-        raw = tomllib.load(fh)
-    unknown = sorted(set(raw) - {"synth", "features", "fit", "evaluate", "export"})
-    if unknown:
-        raise ValueError(f"{path}: unknown table(s) {unknown}; known: synth, features, fit, evaluate, export")
-    known = {
-        "synth": set(SynthConfig.__dataclass_fields__),
-        "evaluate": {"schemes", "folds", "seed"},
-        "export": {"name", "version", "context", "out"},
-    }
-    for table, fields in known.items():
-        bad = sorted(set(raw.get(table, {})) - fields)
-        if bad:
-            raise ValueError(f"{path}: unknown [{table}] key(s) {bad}; known: {sorted(fields)}")
-    return Config(
-        synth=SynthConfig(**raw.get("synth", {})),
-        features=raw.get("features", {}),
-        fit=raw.get("fit", {}),
-        evaluate=raw.get("evaluate", {}),
-        export=raw.get("export", {}),
-        source=str(path),
-    )
+    """Read and validate a valence config (:func:`training.valence.config.load_config`; None: the defaults)."""
+    from .config import load_config as load
+
+    return load(path)
 
 
 # --------------------------------------------------------------------------------------------------- data
@@ -260,7 +210,7 @@ def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
         "student": f"causal TCN {list(base.channels)}, kernel {base.kernel_size}, dilations {list(base.dilations)}, "
         f"dropout {base.dropout:g}; {base.steps} Adam steps (lr {base.lr:g}), batch {base.batch_size} crops of "
         f"{base.crop} steps, seed {base.seed}",
-        "command": " ".join(["bci-train valence", *args.argv]),
+        "command": args.command_line,
         "CV wall time": f"{seconds:.0f} s (all folds, both conditions)",
     }
     report = markdown_report(runs, title="Valence: KD vs no-KD", meta=meta)
@@ -282,13 +232,13 @@ def cmd_export(args: argparse.Namespace, config: Config) -> int:
     elif args.data or args.deap or args.synth:
         trained = _train(args, config)
     else:
-        raise SystemExit("export needs --checkpoint, or data to train on (--data, --deap or --synth)")
+        raise SettingError("export needs --checkpoint, or data to train on (--data, --deap or --synth)")
     if args.metrics:
         trained.info["metrics"] = _metrics_summary(json.loads(Path(args.metrics).read_text()))
     ex = config.export
     out = args.out or ex.get("out")
     if not out:
-        raise SystemExit("export needs --out (or out in the [export] table)")
+        raise SettingError("export needs --out (or out in the [export] table)")
     card = export_valence(
         trained,
         out,
@@ -314,75 +264,109 @@ def _metrics_summary(report: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bci-train valence", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", type=Path, help="TOML with [synth] [features] [fit] [evaluate] [export]")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings only")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _subcommands(vp: argparse.ArgumentParser) -> None:
+    """The valence subcommands under ``vp`` (``bci-train valence`` or this module's own parser)."""
+    # the spelling before the one CLI style: bci-train valence --config X --threads N export ... (one release)
+    vp.add_argument("--config", dest="legacy_config", type=Path, default=None, help=argparse.SUPPRESS)
+    vp.add_argument("--threads", dest="legacy_threads", type=int, default=None, help=argparse.SUPPRESS)
+    vp.set_defaults(func=run_valence)
+    sub = vp.add_subparsers(dest="valence_command", required=True, parser_class=SubcommandParser)
+
+    def common(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "--config", type=Path, default=None, help="TOML with [synth] [features] [fit] [evaluate] [export]"
+        )
+        q.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
 
     p = sub.add_parser("synth", help="write synthetic trials (.npz per trial)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--subjects", type=int)
-    p.add_argument("--trials", type=int)
-    p.add_argument("--seconds", type=float)
-    p.add_argument("--sfreq", type=float)
-    p.add_argument("--channels", choices=["deap", "biosemi32"])
-    p.add_argument("--seed", type=int)
-    p.set_defaults(func=cmd_synth)
+    common(p)
+    p.add_argument("--out", type=Path, required=True, help="folder of per-trial .npz files")
+    p.add_argument("--subjects", type=int, help="overrides [synth] subjects")
+    p.add_argument("--trials", type=int, help="trials per subject (overrides [synth] trials)")
+    p.add_argument("--seconds", type=float, help="per trial (overrides [synth] seconds)")
+    p.add_argument("--sfreq", type=float, help="Hz (overrides [synth] sfreq)")
+    p.add_argument("--channels", choices=["deap", "biosemi32"], help="channel set (overrides [synth] channels)")
+    p.add_argument("--seed", type=int, help="overrides [synth] seed")
+    p.set_defaults(valence_func=cmd_synth)
 
     def fit_args(q: argparse.ArgumentParser) -> None:
-        q.add_argument("--steps", type=int, help="optimiser steps")
-        q.add_argument("--seed", type=int, help="training seed")
+        q.add_argument("--steps", type=int, help="optimiser steps (overrides [fit] steps)")
+        q.add_argument("--seed", type=int, help="training seed (overrides [fit] seed)")
         g = q.add_mutually_exclusive_group()
-        g.add_argument("--kd-weight", type=float, help="λ of the L1 distillation term")
+        g.add_argument("--kd-weight", type=float, help="λ of the L1 distillation term (overrides [fit] kd_weight)")
         g.add_argument("--no-kd", action="store_true", help="λ = 0: no teacher")
 
     p = sub.add_parser("fit", help="train one student on all trials, save a checkpoint")
+    common(p)
     _add_data_args(p)
     fit_args(p)
     p.add_argument("--out", type=Path, required=True, help="checkpoint (.pt)")
-    p.set_defaults(func=cmd_fit)
+    p.set_defaults(valence_func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="KD vs no-KD under trial-shuffle k-fold and LOSO; Markdown report")
+    common(p)
     _add_data_args(p)
     fit_args(p)
-    p.add_argument("--schemes", help="comma-separated: trs,loso (default both)")
-    p.add_argument("--folds", type=int, help="folds of the trial shuffle (default 10)")
-    p.add_argument("--report", type=Path, required=True)
-    p.add_argument("--json", type=Path)
-    p.set_defaults(func=cmd_evaluate)
+    p.add_argument("--schemes", help="comma-separated: trs,loso (default: [evaluate] schemes, else both)")
+    p.add_argument("--folds", type=int, help="folds of the trial shuffle (default: [evaluate] folds, else 10)")
+    p.add_argument("--report", type=Path, required=True, help="Markdown report")
+    p.add_argument("--json", type=Path, help="also write the results as JSON to this file")
+    p.set_defaults(valence_func=cmd_evaluate)
 
     p = sub.add_parser("export", help="ONNX + model card (trains first unless --checkpoint)")
-    p.add_argument("--checkpoint", type=Path)
+    common(p)
+    p.add_argument("--checkpoint", type=Path, help="a checkpoint of 'valence fit' (else train first)")
     _add_data_args(p, required=False)
     fit_args(p)
-    p.add_argument("--out", type=Path)
-    p.add_argument("--name")
-    p.add_argument("--version")
-    p.add_argument("--context", type=int, help="steps of context in the card (default 16)")
+    p.add_argument("--out", type=Path, help="output .onnx (default: [export] out)")
+    p.add_argument("--name", help="model name in the card (default: [export] name, else valence)")
+    p.add_argument("--version", help="model version (default: [export] version, else 1.0.0)")
+    p.add_argument("--context", type=int, help="steps of context in the card (default: [export] context, else 16)")
     p.add_argument("--metrics", type=Path, help="an `evaluate --json` file: its headline numbers go into the card")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(valence_func=cmd_export)
+
+
+def add_valence_parser(sub: Any) -> argparse.ArgumentParser:
+    """``bci-train valence`` as a subcommand of ``bci-train`` (``sub``: its subparsers)."""
+    vp = sub.add_parser("valence", help="valence students (band power, TCN, visual KD): bci-train valence --help",
+                        description=__doc__.split("\n")[0])  # fmt: skip
+    _subcommands(vp)
+    return vp
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """This module's own parser (``python -m training.valence.cli``), the same as ``bci-train valence``."""
+    parser = argparse.ArgumentParser(prog="bci-train valence", description=__doc__.split("\n")[0],
+                                     parents=[verbosity_parser(top=True)], formatter_class=HelpFormatter)  # fmt: skip
+    _subcommands(parser)
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    if args.threads:
+def run_valence(args: argparse.Namespace) -> int:
+    """Resolve the config (and the old spelling), set torch's threads, run the valence subcommand."""
+    if args.legacy_config is not None or args.legacy_threads is not None:
+        warn_deprecated(f"bci-train valence --config X {args.valence_command}",
+                        f"bci-train valence {args.valence_command} --config X")  # fmt: skip
+    config_path = args.config or args.legacy_config
+    threads = args.threads or args.legacy_threads
+    if threads:
         import torch
 
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(threads)
+    if not getattr(args, "command_line", None):
+        args.command_line = "bci-train valence " + args.valence_command
+    return int(args.valence_func(args, load_config(config_path)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``bci-train valence`` on its own; returns the exit status (2: a :class:`BciStreamError`); a bug raises."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = " ".join(["bci-train valence", *argv])
+    setup_logging(args.verbose)
     try:
-        config = load_config(args.config)
-        return int(args.func(args, config))
-    except (ValenceDataError, ValueError, OSError, BciStreamError) as exc:
+        return run_valence(args)
+    except BciStreamError as exc:  # a user can fix it: one line; anything else is a bug and keeps its traceback
         log.error("%s", exc)
         return 2
 

@@ -34,7 +34,9 @@ DEAP
 ``sNN.dat`` (pickle, latin1): ``data`` (40 trials, 40 channels, 8064 samples at 128 Hz; first 3 s baseline;
 channels 0–31 EEG in :data:`DEAP_CHANNELS` order, µV in the preprocessed release), ``labels`` (40, 4): valence,
 arousal, dominance, liking on 1–9. Valence is a constant target per trial; the filter runs over the baseline and
-windows start at 3 s. Unpickling is an offline, local-file concern; nothing in ``bci_stream`` reads pickles.
+windows start at 3 s. The file is read by :class:`_NumpyUnpickler`, which builds numpy arrays, dtypes and plain
+containers and refuses every other global a pickle names (a downloaded ``.dat`` cannot run code); nothing in
+``bci_stream`` reads pickles.
 
 The synthetic model
 -------------------
@@ -57,6 +59,7 @@ names (:data:`BIOSEMI32` gives 32 BioSemi-128 names at nearby positions). Determ
 
 from __future__ import annotations
 
+import codecs
 import logging
 import pickle
 import re
@@ -70,6 +73,8 @@ from scipy.ndimage import gaussian_filter1d
 from bci_stream.card import FeatureSpec, Preprocessing
 from bci_stream.features import default_feature_spec, default_preprocessing, features_from_recording
 from bci_stream.recordings import Recording
+
+from ..errors import TrainingDataError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +103,7 @@ LABEL_RATE = 4.0  # Hz, the synthetic label / teacher grid
 WORLD_SEED = 20180205
 
 
-class ValenceDataError(ValueError):
+class ValenceDataError(TrainingDataError):
     """Files or trials that cannot give a valence data set (the message names the file and the problem)."""
 
 
@@ -475,6 +480,45 @@ def write_trial_folder(trials: Sequence[ValenceTrial], folder: str | Path) -> li
 # ---------------------------------------------------------------------------------------------------- DEAP
 
 
+class UnsafePickleError(ValenceDataError):
+    """A pickle names a global that is not a numpy array part: it may be trying to run code."""
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """The globals numpy array pickles name (numpy 1.x and 2.x spellings, protocols 2–5), and nothing else."""
+    reconstruct = np.zeros(1).__reduce__()[0]  # the functions themselves, without importing numpy.core
+    scalar = np.float64(0).__reduce__()[0]
+    frombuffer = np.zeros(1).__reduce_ex__(5)[0]
+    allowed: dict[tuple[str, str], object] = {
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): codecs.encode,  # protocol-2 pickles of bytes under Python 3
+    }
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    for builtins in ("builtins", "__builtin__"):
+        for name in ("set", "frozenset", "complex", "bytearray"):
+            allowed[(builtins, name)] = getattr(__import__("builtins"), name)
+    return allowed
+
+
+class _NumpyUnpickler(pickle.Unpickler):
+    """An unpickler that builds only numpy arrays/dtypes and builtin containers (no code runs)."""
+
+    _allowed = _numpy_globals()
+
+    def find_class(self, module: str, name: str) -> object:
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"it asks for {module}.{name}, which a DEAP file never needs (only numpy arrays); "
+                "it may be trying to run code, so it was not loaded"
+            ) from None
+
+
 def load_deap(
     path: str | Path,
     *,
@@ -503,7 +547,9 @@ def load_deap(
         raise ValueError(f"label must be one of {DEAP_LABELS}, got {label!r}")
     try:
         with path.open("rb") as fh:
-            content = pickle.load(fh, encoding="latin1")  # local DEAP file, offline only
+            content = _NumpyUnpickler(fh, encoding="latin1").load()
+    except UnsafePickleError as exc:
+        raise UnsafePickleError(f"refused to unpickle {str(path)!r}: {exc}") from None
     except Exception as exc:  # pickle raises many types for bad files
         raise ValenceDataError(f"cannot unpickle {str(path)!r} as a DEAP file: {exc}") from exc
     if not isinstance(content, dict) or "data" not in content or "labels" not in content:

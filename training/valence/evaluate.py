@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import SettingError, TrainingDataError
 from .data import ValenceSequence
 from .fit import FitConfig
 from .metrics import all_metrics, pooled_metrics
@@ -47,7 +48,7 @@ def trial_shuffle_folds(seqs: Sequence[ValenceSequence], n_folds: int = 10, seed
     """Trials of all subjects shuffled with ``seed`` and dealt into ``n_folds`` folds of near-equal size."""
     n = len(seqs)
     if not 2 <= n_folds <= n:
-        raise ValueError(f"n_folds must be between 2 and the number of trials ({n}), got {n_folds}")
+        raise SettingError(f"n_folds must be between 2 and the number of trials ({n}), got {n_folds}")
     perm = np.random.default_rng(seed).permutation(n)
     folds = []
     for k, test in enumerate(np.array_split(perm, n_folds)):
@@ -61,7 +62,7 @@ def loso_folds(seqs: Sequence[ValenceSequence]) -> list[Fold]:
     """One fold per subject: its trials are the test set, every other subject's the training set."""
     subjects = sorted({s.subject for s in seqs})
     if len(subjects) < 2:
-        raise ValueError(f"leave-one-subject-out needs at least 2 subjects, got {subjects}")
+        raise TrainingDataError(f"leave-one-subject-out needs at least 2 subjects, got {subjects}")
     idx = np.arange(len(seqs))
     folds = []
     for subj in subjects:
@@ -76,7 +77,7 @@ def make_folds(seqs: Sequence[ValenceSequence], scheme: str, *, n_folds: int = 1
         return trial_shuffle_folds(seqs, n_folds, seed)
     if scheme == "loso":
         return loso_folds(seqs)
-    raise ValueError(f"unknown split scheme {scheme!r}; known: {', '.join(SCHEMES)}")
+    raise SettingError(f"unknown split scheme {scheme!r}; known: {', '.join(SCHEMES)}")
 
 
 def check_folds(folds: Sequence[Fold], seqs: Sequence[ValenceSequence], *, by_subject: bool = False) -> None:

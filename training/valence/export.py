@@ -32,6 +32,7 @@ from bci_stream.card import InputSpec, ModelCard, OutputSpec, write_card
 from bci_stream.features import feature_names
 from training.fit import code_version
 
+from ..errors import SettingError
 from .data import FeatureSetup
 from .fit import TrainedValence
 
@@ -68,14 +69,14 @@ def build_card(
     """The model card of ``trained`` (its :class:`FeatureSetup` must be set)."""
     setup: FeatureSetup | None = trained.setup
     if setup is None:
-        raise ValueError("the trained model carries no feature setup; train it through training.valence.fit")
+        raise SettingError("the trained model carries no feature setup; train it through training.valence.fit")
     rf = trained.model.receptive_field
     context = context or max(16, rf)
     if context < rf:
-        raise ValueError(f"context {context} steps is shorter than the TCN's receptive field ({rf} steps)")
+        raise SettingError(f"context {context} steps is shorter than the TCN's receptive field ({rf} steps)")
     n_bands = len(setup.spec.bands)
     if trained.n_features != len(setup.channels) * n_bands:
-        raise ValueError(
+        raise SettingError(
             f"the model takes {trained.n_features} features but {len(setup.channels)} channels × {n_bands} bands "
             f"= {len(setup.channels) * n_bands}"
         )

@@ -6,13 +6,16 @@
 - Each step draws ``batch_size`` trials (with replacement) and a random crop of ``crop`` steps from each
   (shorter trials are padded and masked); the loss's CCC is pooled over all steps of the batch.
 - The same ``seed`` gives the same initial weights and the same crops whatever λ is, so KD vs no-KD is paired.
+- The steps go through the one training loop (:func:`training.loop.fit_model`, ``name="valence"``) as one epoch of
+  ``steps`` batches: :class:`CropBatches` is its batch sampler, :func:`valence_loss` its loss hook, and the history
+  every ``log_every`` steps a callback. No validation split, hence no early stopping or checkpoint selection.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..errors import SettingError, TrainingDataError
+from ..loop import Batch, Callback, LoopConfig, LoopState, Step, fit_model
 from .data import FeatureSetup, ValenceSequence
 from .model import DEFAULT_CHANNELS, DEFAULT_DILATIONS, DEFAULT_DROPOUT, DEFAULT_KERNEL, ValenceTCN, valence_loss
 
@@ -51,7 +56,7 @@ class FitConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown fit setting(s) {unknown}; known: {sorted(known)}")
+            raise SettingError(f"unknown fit setting(s) {unknown}; known: {sorted(known)}")
         v = dict(values)
         for key in ("channels", "dilations"):
             if key in v:
@@ -126,6 +131,42 @@ def _batch(
     )
 
 
+class CropBatches:
+    """The valence batch sampler: ``steps`` batches of ``batch_size`` random crops, drawn with replacement."""
+
+    def __init__(self, seqs: Sequence[ValenceSequence], Xs: Sequence[np.ndarray], config: FitConfig) -> None:
+        self.seqs, self.Xs, self.config = seqs, Xs, config
+        self.with_teacher = config.kd_weight > 0
+        self.rng = np.random.default_rng(config.seed)
+        self.lengths = np.array([len(s) for s in seqs])
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        c = self.config
+        for _ in range(c.steps):
+            picks = self.rng.integers(0, len(self.seqs), c.batch_size)
+            starts = np.array([self.rng.integers(0, max(self.lengths[i] - c.crop, 0) + 1) for i in picks])
+            X, y, m, T = _batch(self.seqs, self.Xs, picks, starts, c.crop, self.with_teacher)
+            yield Batch(X, y, teacher=T, mask=m)
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+
+class _History(Callback):
+    """The loss parts every ``log_every`` steps (and at the last step), logged and kept."""
+
+    def __init__(self, steps: int, log_every: int) -> None:
+        self.steps, self.log_every = steps, log_every
+        self.history: list[dict[str, float]] = []
+
+    def on_step(self, state: LoopState, step: Step) -> None:
+        if step.step % self.log_every == 0 or step.step == self.steps:
+            parts = {**step.parts, "step": step.step}
+            self.history.append(parts)
+            log.info("step %d/%d  loss %.4f  ccc %.3f%s", step.step, self.steps, parts["loss"], parts["ccc"],
+                     f"  l1 {parts['l1']:.4f}" if "l1" in parts else "")  # fmt: skip
+
+
 def train_valence(
     train: Sequence[ValenceSequence],
     config: FitConfig = FitConfig(),
@@ -137,19 +178,23 @@ def train_valence(
 
     Raises
     ------
-    ValueError
-        If λ > 0 and a training sequence has no teacher features, or their width differs from the student's.
+    TrainingDataError
+        If λ > 0 and a training sequence has no teacher features, or their width differs from the student's
+        (a ``ValueError`` too, for callers of one release).
     """
     if not train:
-        raise ValueError("no training sequences")
-    with_teacher = config.kd_weight > 0
-    if with_teacher:
+        raise TrainingDataError("no training sequences")
+    if config.kd_weight > 0:
         missing = [s.trial for s in train if s.teacher is None]
         if missing:
-            raise ValueError(f"kd_weight {config.kd_weight:g} needs teacher features; trials without: {missing[:5]}")
+            raise TrainingDataError(
+                f"kd_weight {config.kd_weight:g} needs teacher features; trials without: {missing[:5]}"
+            )
         dims = {s.teacher.shape[1] for s in train}  # type: ignore[union-attr]
         if dims != {config.channels[-1]}:
-            raise ValueError(f"teacher features are {sorted(dims)}-d but the student's are {config.channels[-1]}-d")
+            raise TrainingDataError(
+                f"teacher features are {sorted(dims)}-d but the student's are {config.channels[-1]}-d"
+            )
     t0 = time.perf_counter()
     standardizer = Standardizer.fit(train)
     Xs = [standardizer(s.X) for s in train]
@@ -162,33 +207,15 @@ def train_valence(
         dilations=config.dilations,
         dropout=config.dropout,
     )
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    rng = np.random.default_rng(config.seed)
-    lengths = np.array([len(s) for s in train])
-    history: list[dict[str, float]] = []
-    model.train()
-    for step in range(1, config.steps + 1):
-        picks = rng.integers(0, len(train), config.batch_size)
-        starts = np.array([rng.integers(0, max(lengths[i] - config.crop, 0) + 1) for i in picks])
-        X, y, m, T = _batch(train, Xs, picks, starts, config.crop, with_teacher)
-        pred, feats = model(X)
-        loss, parts = valence_loss(pred, y, feats, T, config.kd_weight, m, config.l1_reduction)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if step % log_every == 0 or step == config.steps:
-            parts["step"] = step
-            history.append(parts)
-            log.info(
-                "step %d/%d  loss %.4f  ccc %.3f%s",
-                step,
-                config.steps,
-                parts["loss"],
-                parts["ccc"],
-                f"  l1 {parts['l1']:.4f}" if "l1" in parts else "",
-            )
-    model.eval()
-    return TrainedValence(model, standardizer, config, n_features, history, time.perf_counter() - t0, setup)
+
+    def loss(outputs: tuple[torch.Tensor, torch.Tensor], batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        pred, feats = outputs
+        return valence_loss(pred, batch.y, feats, batch.teacher, config.kd_weight, batch.mask, config.l1_reduction)
+
+    history = _History(config.steps, log_every)
+    loop = LoopConfig(epochs=1, lr=config.lr, weight_decay=config.weight_decay)  # one epoch of `steps` batches
+    fit_model(model, CropBatches(train, Xs, config), None, loss=loss, config=loop, callbacks=[history], name="valence")
+    return TrainedValence(model, standardizer, config, n_features, history.history, time.perf_counter() - t0, setup)
 
 
 def predict(trained: TrainedValence, seqs: Sequence[ValenceSequence]) -> list[np.ndarray]:

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import SettingError
+
 #: METHODS.md §4 student.
 DEFAULT_CHANNELS = (128, 128)
 DEFAULT_KERNEL = 3
@@ -70,7 +72,7 @@ class ValenceTCN(nn.Module):
     ) -> None:
         super().__init__()
         if len(channels) != len(dilations):
-            raise ValueError(f"channels {list(channels)} and dilations {list(dilations)} must have the same length")
+            raise SettingError(f"channels {list(channels)} and dilations {list(dilations)} must have the same length")
         self.n_features = n_features
         self.channels = list(channels)
         self.kernel_size = kernel_size
@@ -129,7 +131,7 @@ def valence_loss(
         if teacher_features is None:
             raise ValueError("kd_weight > 0 needs teacher features")
         if l1_reduction not in ("sum", "mean"):
-            raise ValueError(f"l1_reduction must be 'sum' or 'mean', got {l1_reduction!r}")
+            raise SettingError(f"l1_reduction must be 'sum' or 'mean', got {l1_reduction!r}")
         diff = (teacher_features - student_features).abs()
         diff = diff.sum(dim=-1) if l1_reduction == "sum" else diff.mean(dim=-1)
         l1 = diff.mean() if mask is None else (diff * mask).sum() / mask.sum().clamp_min(1.0)

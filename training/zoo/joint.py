@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..errors import SettingError
 from ._blocks import conv_stack
 
 
@@ -35,7 +36,7 @@ class JointEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if rnn not in ("lstm", "gru"):
-            raise ValueError(f"rnn must be 'lstm' or 'gru', got {rnn!r}")
+            raise SettingError(f"rnn must be 'lstm' or 'gru', got {rnn!r}")
         self.n_chans, self.n_outputs, self.n_times, self.sfreq = n_chans, n_outputs, n_times, sfreq
         self.convs = conv_stack(n_chans, filters, kernel_size, n_times)
         rnn_cls = nn.LSTM if rnn == "lstm" else nn.GRU

@@ -1,0 +1,134 @@
+"""The run config of ``bci-train fit --config RUN.toml`` (:class:`RunConfig`); read by :func:`load_config`.
+
+Tables ``[data]`` (recordings or ``synth``), ``[teacher]``, ``[student]``, ``[train]``, ``[run]``; unknown keys are
+refused with the file and the key named (:mod:`training.config`). ``configs/train-synth.toml`` is a commented example.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from bci_stream.errors import ConfigError
+
+from .config import StrictFrozen, load
+from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX
+
+EXAMPLE = "configs/train-synth.toml"
+
+
+class SynthConfig(StrictFrozen):
+    """Synthetic sessions (:func:`training.synthetic.synthesize`), one per seed."""
+
+    seconds: float = Field(60.0, gt=0)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    subject: int = 1
+    subjects: list[int] | None = Field(None, min_length=1)  # several subjects: one session per (subject, seed)
+    classes: int = Field(8, ge=2, le=40)
+    images_per_class: int = Field(8, ge=2)
+    evoked_uv: float = Field(20.0, gt=0)
+
+
+class DataConfig(StrictFrozen):
+    recordings: list[Path] | None = None  # relative paths: to the working directory
+    synth: SynthConfig | None = None
+    events: str | None = DEFAULT_EVENTS
+    label_regex: str = DEFAULT_LABEL_REGEX
+    image_regex: str | None = DEFAULT_IMAGE_REGEX  # "" → split by trial
+    channels: list[str] | None = None
+    sfreq: float | None = Field(None, gt=0)
+    n_times: int = Field(440, gt=0)
+    tmin: float = 0.04
+    bandpass: tuple[float | None, float | None] | None = (5.0, 95.0)
+    notch: float | None = 50.0  # 0 → none
+    filter_order: int = Field(4, ge=1)
+    subjects: list[str] | None = None  # subject id of each recording (for leave-one-subject-out)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if (self.recordings is None) == (self.synth is None):
+            raise ValueError("give exactly one of 'recordings' and 'synth'")
+        if self.subjects is not None and (self.recordings is None or len(self.subjects) != len(self.recordings)):
+            raise ValueError("'subjects' needs 'recordings' and one subject id per recording")
+        for pattern in (self.events, self.label_regex, self.image_regex):
+            if pattern:
+                re.compile(pattern)
+        return self
+
+
+class TeacherConfig(StrictFrozen):
+    source: str = "none"  # "none", "synthetic" (synth data only) or a teacher .npz path
+
+
+class StudentConfig(StrictFrozen):
+    name: str = "cogninet-blstm"
+    options: dict[str, Any] = Field(default_factory=dict)  # constructor options (hidden, n_layers, dropout ...)
+
+    @model_validator(mode="after")
+    def _known(self) -> StudentConfig:
+        from .students import STUDENTS
+
+        if self.name not in STUDENTS:
+            raise ValueError(f"unknown student {self.name!r}; known: {', '.join(sorted(STUDENTS))}")
+        return self
+
+
+class TrainConfig(StrictFrozen):
+    loss: Literal["ce", "kd-supervised", "kd-unsupervised", "l2"] | None = None  # default: kd-supervised w/ teacher
+    temperature: float = Field(5.0, gt=0)
+    ce_weight: float = Field(0.5, ge=0)
+    epochs: int = Field(10, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    seed: int = 0
+    patience: int | None = Field(None, ge=1)  # epochs without a lower validation loss before stopping
+    val_fraction: float = Field(0.3, gt=0, lt=1)
+    test_fraction: float = Field(0.0, ge=0, lt=1)  # held-out test images, chosen first; 0 → no test split
+    threads: int | None = Field(1, ge=1)  # torch intra-op threads (per process)
+
+
+class RunSection(StrictFrozen):
+    name: str | None = None  # default: the config file's stem
+    out: Path | None = None  # default: runs/<name>-<timestamp>
+    version: str = "1.0.0"
+
+
+class RunConfig(StrictFrozen):
+    data: DataConfig
+    teacher: TeacherConfig = Field(default_factory=TeacherConfig)
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    run: RunSection = Field(default_factory=RunSection)
+
+    @model_validator(mode="after")
+    def _teacher_fits(self) -> RunConfig:
+        if self.teacher.source == "synthetic" and self.data.synth is None:
+            raise ValueError("teacher 'synthetic' needs [data] synth")
+        if self.train.loss not in (None, "ce") and self.teacher.source == "none":
+            raise ValueError(f"loss {self.train.loss!r} needs a teacher")
+        return self
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config; :class:`ConfigError` names the file and the offending key."""
+    return load(RunConfig, path, example=EXAMPLE, what="run config")
+
+
+def check_resume_config(run_dir: Path, config: RunConfig) -> None:
+    """Refuse to resume ``run_dir`` with settings other than those it was trained with (epochs may grow)."""
+    saved = run_dir / "config.toml"
+    if not saved.is_file():
+        return
+    old = load_config(saved).model_dump(exclude={"run"})
+    new = config.model_dump(exclude={"run"})
+    old["train"].pop("epochs"), new["train"].pop("epochs")  # more epochs may be asked for on resume
+    diff = [f"{sec}.{k}" for sec in new for k in new[sec] if old[sec].get(k) != new[sec][k]]
+    if diff:
+        raise ConfigError(f"{saved}: the run was trained with other settings ({', '.join(diff)}); cannot resume")
+
+
+__all__ = ["EXAMPLE", "DataConfig", "RunConfig", "RunSection", "StudentConfig", "SynthConfig", "TeacherConfig",
+           "TrainConfig", "check_resume_config", "load_config"]  # fmt: skip
