@@ -9,7 +9,19 @@ TORCH  := torch==2.13.0
 DEMO_RECORDING := build/demo.fif
 DEMO_SYNTH     := --seconds 60 --seed 7 --classes 8 --subject 1
 
-.PHONY: demo test lint models bench clean venv
+# make demo-real / make models: the N170 faces-vs-houses student (issue 11). Training data: subject 01, runs 1-5
+# of the shared N170 set; run 6 ships in data/n170/ and is only ever replayed.
+N170_DATA      ?= ../shared/data/n170
+N170_TRAIN     := $(foreach r,1 2 3 4 5,$(N170_DATA)/sub-01_ses-01_run-0$(r)_eeg.fif)
+N170_DEMO      := data/n170/sub-01_ses-01_run-06_eeg.fif
+N170_MODEL     := exported/n170-faces-houses.onnx
+# the shortlist: the two students that beat chance on subject 02 (bci-train crossval table, issue 11 note);
+# crossval on runs 1-5 picks the better one and --export retrains it on all five runs
+N170_STUDENT   := eegnet,eegnet+bal
+N170_RECIPE    := --events '^stim/' --label 'stim/(?P<label>face|house)' --tmin 0 --tmax 0.8 --bandpass 1 30 \
+                  --reject-uv 150 --split by-recording --baseline xdawn --epochs 20 --seed 0
+
+.PHONY: demo test lint models bench clean venv demo-real
 
 venv: $(STAMP)
 
@@ -25,6 +37,10 @@ demo: $(STAMP)
 	$(BIN)/bci-stream demo --recording $(DEMO_RECORDING) --model exported/cogninet-synth.onnx \
 	    --valence-model exported/valence-synth.onnx --config configs/daemon.toml
 
+demo-real: $(STAMP)
+	$(BIN)/bci-stream demo --recording $(N170_DEMO) --model $(N170_MODEL) --config configs/daemon.toml \
+	    --speed 4 --offline-accuracy
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
@@ -36,6 +52,8 @@ lint: $(STAMP)
 models: $(STAMP)
 	$(BIN)/bci-train models --out-dir exported
 	$(BIN)/bci-train valence export --config configs/train-valence-synth.toml --threads 1 --synth --out exported/valence-synth.onnx
+	$(BIN)/bci-train crossval --recordings $(N170_TRAIN) $(N170_RECIPE) --students $(N170_STUDENT) \
+	    --out build/n170-crossval --export $(N170_MODEL)
 
 bench: $(STAMP)
 	$(BIN)/bci-stream bench exported/cogninet-synth.onnx

@@ -171,6 +171,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         quiet=args.verbose < 0,  # -q/--quiet (shared by every subcommand): only the summary line
         valence_model=args.valence_model,
+        offline=args.offline_accuracy,
     )
 
 
@@ -339,6 +340,8 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--valence-model", type=Path, help="also serve this band-power valence model")
     dm.add_argument("--speed", type=float, default=1.0)
     dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
+    dm.add_argument("--offline-accuracy", action="store_true",
+                    help="also score the model on the recording cut offline (offline_accuracy= in the summary)")  # fmt: skip
     dm.set_defaults(func=cmd_demo)
 
     ins = sub.add_parser("inspect", help="show a model card, a recording's contents, or the LSL streams")

@@ -48,6 +48,39 @@ def summary_line(predictions: list[Prediction], drops: list[Drop], markers: int,
     )
 
 
+def offline_accuracy(recording: Path, model: Path, events: str, label: str | None) -> str:
+    """The model's accuracy on ``recording`` cut offline: the same pipeline, normalisation, ONNX model and scoring
+    rule as the daemon, in one piece instead of live chunks (``make demo-real`` prints it beside the live one).
+
+    The samples first take the replay's round trip (float32 in microvolts on the wire, back to volts), so the two
+    paths see the same numbers; "n/a" when no epoch carries a label the model knows.
+    """
+    from .daemon import class_for_label
+    from .inference import OnnxModel
+    from .pipeline import epochs_from_recording
+    from .replay import STREAM_UNITS
+    from .signal import normalize, unit_scale
+
+    rec = read_recording(recording)
+    to_wire = unit_scale(rec.units, STREAM_UNITS)
+    wire = (rec.data * to_wire).astype(np.float32)
+    rec.data, rec.units = wire.astype(np.float64), STREAM_UNITS
+    onnx = OnnxModel(model, provider="cpu")
+    card = onnx.card
+    es = epochs_from_recording(rec, card.input, card.preprocessing, events=events)
+    if not len(es.X) or not label:
+        return "n/a"
+    logits = onnx.run(normalize(es.X, card.preprocessing.normalization))
+    pattern = re.compile(label)
+    scored = []
+    for marker, row in zip(es.markers, logits, strict=True):
+        m = pattern.search(marker.value)
+        truth = class_for_label(m.group("label"), onnx.classes) if m else None
+        if truth is not None:
+            scored.append(onnx.classes[int(np.argmax(row))] == truth)
+    return f"{np.mean(scored):.3f}" if scored else "n/a"
+
+
 def _stop_process(proc: subprocess.Popen[bytes], timeout: float) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -68,6 +101,7 @@ def run_demo(
     quiet: bool = False,
     valence_model: Path | None = None,
     out: Callable[[str], None] = print,
+    offline: bool = False,
 ) -> int:
     """Replay ``recording`` through the daemon serving ``model``; returns 0 when every marker was answered."""
     say = (lambda s: None) if quiet else out
@@ -174,5 +208,9 @@ def run_demo(
             f"valence: messages={len(valence)} seq_gaps={sub.gaps.get('valence', 0)} mean={values.mean():.2f} "
             f"range=[{values.min():.2f}, {values.max():.2f}] latency_p50_ms={lat[0]:.2f} latency_p99_ms={lat[1]:.2f}"
         )
-    out(summary_line(predictions, drops, expected, provider))
+    line = summary_line(predictions, drops, expected, provider)
+    if offline:  # issue 11: the same model on the same recording, cut offline; it must agree with accuracy=
+        rule_events, rule_label, _ = marker_rules(cfg.markers, card.events, card.label)  # the daemon's own rule
+        line += f" offline_accuracy={offline_accuracy(recording, model, rule_events, rule_label)}"
+    out(line)
     return 0 if answered == expected else 1

@@ -10,6 +10,7 @@
     bci-train sweep    --config SWEEP.toml [--json]
     bci-train unseen   [--json]
     bci-train valence  {synth,fit,evaluate,export} --config configs/train-valence-synth.toml ...
+    bci-train crossval --recordings a.fif b.fif --label "stim/(?P<label>face|house)" --tmax 0.8 --out runs/cv
 
 One style with ``bci-stream`` (:mod:`bci_stream.cli_common`): the main file positional, configs with ``--config``,
 ``-v/-q`` on every subcommand, help with defaults. ``fit``, ``distil``, ``models`` and ``bench`` print JSON;
@@ -72,20 +73,24 @@ def _cmd_distil(args: argparse.Namespace) -> int:
     missing = [p for p in [*args.recording, args.teacher] if p is not None and not Path(p).is_file()]
     if missing:
         raise BciStreamError(f"file not found: {', '.join(map(str, missing))}")
-    from bci_stream.recordings import read_recording
-
+    from .fit import DEFAULT_LABEL_REGEX
+    from .real_cli import distil_arguments, distil_leak_check
     from .teachers import PrecomputedTeacher
 
     teacher = PrecomputedTeacher.load(args.teacher) if args.teacher is not None else None
-    recordings = [read_recording(p) for p in args.recording]
+    real = distil_arguments(args, DEFAULT_LABEL_REGEX)  # issue 11: event fields, label map, tmax, channels, band cap
+    recordings = real["recordings"]
+    leak_warnings = distil_leak_check(args, recordings, real)
     result = train_student(
         recordings,
         events=args.events,
-        label_regex=args.label_regex,
+        label_regex=real["label_regex"],
         image_regex=args.image_regex or None,
-        n_times=args.n_times,
+        channels=real["channels"],
+        class_names=real["class_names"],
+        n_times=real["n_times"],
         tmin=args.tmin,
-        bandpass=(args.bandpass[0], args.bandpass[1]) if args.bandpass else None,
+        bandpass=real["bandpass"],
         notch=args.notch if args.notch and args.notch > 0 else None,
         teacher=teacher,
         temperature=args.temperature,
@@ -99,8 +104,10 @@ def _cmd_distil(args: argparse.Namespace) -> int:
         seed=args.seed,
         name=args.name or Path(args.out).stem,
     )
-    path = export_onnx(result.model, result.card, args.out)
-    print(json.dumps({"path": str(path), **result.metrics}, indent=2))
+    card = result.card.model_copy(update={"input": result.card.input.model_copy(
+        update={"events": args.events, "label": real["rule"].daemon_regex or real["label_regex"]})})  # fmt: skip
+    path = export_onnx(result.model, card, args.out)
+    print(json.dumps({"path": str(path), **result.metrics, "leak_warnings": leak_warnings}, indent=2))
     return 0
 
 
@@ -279,7 +286,8 @@ def _add_data_commands(sub: Any) -> None:
     p.add_argument("--image-regex", default=DEFAULT_IMAGE_REGEX, help="'' to split by trial")
     p.add_argument("--tmin", type=float, default=0.04)
     p.add_argument("--n-times", type=int, default=440)
-    p.add_argument("--bandpass", type=float, nargs=2, default=(5.0, 95.0), metavar=("LOW", "HIGH"))
+    p.add_argument("--bandpass", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                   help="causal band in Hz (default 5-95, capped below the recording's Nyquist)")  # fmt: skip
     p.add_argument("--notch", type=float, default=50.0, help="line frequency; 0 for none")
     p.add_argument("--temperature", type=_positive_float, default=5.0)
     p.add_argument("--batch-size", type=int, default=32)
@@ -288,7 +296,11 @@ def _add_data_commands(sub: Any) -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--pooling", choices=("mean", "last"), default="mean")
     p.add_argument("--val-fraction", type=float, default=0.3)
+    from .real_cli import add_crossval_parser, add_distil_options
+
+    add_distil_options(p)
     p.set_defaults(func=_cmd_distil)
+    add_crossval_parser(sub)
 
     p = sub.add_parser("models", help="rebuild the shipped students in exported/ deterministically")
     p.add_argument("--out-dir", type=Path, default=Path("exported"))

@@ -9,7 +9,6 @@ through the one loop (:func:`training.loop.fit_model`, ``name="distil"``) in its
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import time
@@ -182,21 +181,11 @@ MODEL_SOURCES = (
 
 
 def code_version() -> str:
-    """Package version + a digest of :data:`MODEL_SOURCES` (not of the whole tree, so that unrelated edits do not
-    change a rebuilt model file)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """Package versions that shape a trained model (:func:`training.provenance.code_version`): not a hash of source
+    files, so ``make models`` rebuilds the same bytes from the same sources (issue 11)."""
+    from .provenance import code_version as versions
 
-    try:
-        v = version("bci-stream")
-    except PackageNotFoundError:
-        v = "unknown"
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256()
-    for name in MODEL_SOURCES:
-        path = root / name
-        h.update(name.encode())
-        h.update(path.read_bytes() if path.is_file() else b"<missing>")
-    return f"bci-stream {v}, model sources sha256:{h.hexdigest()[:12]}"
+    return versions()
 
 
 def _binomial_p(k: int, n: int, p: float) -> float:
