@@ -51,7 +51,10 @@ lint: $(STAMP)
 
 models: $(STAMP)
 	$(BIN)/bci-train models --out-dir exported
-	$(BIN)/bci-train valence export --config configs/train-valence-synth.toml --threads 1 --synth --out exported/valence-synth.onnx
+	$(BIN)/bci-train valence evaluate --config configs/train-valence-synth.toml --threads 1 --synth \
+	    --report build/valence-report.md --json build/valence-report.json
+	$(BIN)/bci-train valence export --config configs/train-valence-synth.toml --threads 1 --synth \
+	    --metrics build/valence-report.json --out exported/valence-synth.onnx
 	$(BIN)/bci-train crossval --recordings $(N170_TRAIN) $(N170_RECIPE) --students $(N170_STUDENT) \
 	    --out build/n170-crossval --export $(N170_MODEL)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -93,5 +94,41 @@ def check_split(
         recording=recording,
         sources=sources,
         recording_hashes=recording_hashes,
+        strict=strict,
+    )
+
+
+def check_epoch_split(
+    recordings: Sequence[Any],
+    data: Any,
+    input_spec: Any,
+    prep: Any,
+    events: str | None,
+    train: np.ndarray,
+    held_out: np.ndarray,
+    *,
+    strict: bool = False,
+) -> list[str]:
+    """:func:`check_split` for epochs cut by :func:`training.fit.cut_epochs` from ``recordings`` (fit, distil).
+
+    ``data`` is the :class:`~training.fit.LabelledEpochs`; every epoch and recording is hashed here.
+    """
+    import hashlib
+
+    from bci_stream.pipeline import epochs_from_recording
+
+    from .realdata import recording_content_hash
+
+    # cut_epochs concatenates the recordings in turn: count each one's epochs to know where every epoch came from
+    counts = [len(epochs_from_recording(r, input_spec, prep, events=events).markers) for r in recordings]
+    rec_of = np.concatenate([np.full(n, i) for i, n in enumerate(counts)])
+    hashes = [hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest() for x in data.X]
+    return check_split(
+        train,
+        held_out,
+        epoch_hashes=hashes,
+        recording=rec_of,
+        sources=[r.source for r in recordings],
+        recording_hashes=[recording_content_hash(r) for r in recordings],
         strict=strict,
     )

@@ -187,26 +187,13 @@ def _check_labels(recs: list[Any], events: str, label_regex: str, event_fields: 
 
 def distil_leak_check(args: argparse.Namespace, recs: list[Any], spec_kwargs: dict[str, Any]) -> list[str]:
     """Hash the recordings and the epochs of distil's train/validation split (the split train_student will draw)."""
-    import hashlib
-
-    import numpy as np
-
-    from bci_stream.pipeline import epochs_from_recording
-
     from .fit import cut_epochs, epoch_spec, split_by_group
-    from .leaks import check_split
-    from .realdata import recording_content_hash
+    from .leaks import check_epoch_split
 
     input_spec, prep = epoch_spec(recs, channels=spec_kwargs["channels"], sfreq=None, n_times=spec_kwargs["n_times"],
                                   tmin=args.tmin, bandpass=spec_kwargs["bandpass"],
                                   notch=args.notch if args.notch and args.notch > 0 else None)  # fmt: skip
-    image_regex = args.image_regex or None
     data = cut_epochs(recs, input_spec, prep, events=args.events, label_regex=spec_kwargs["label_regex"],
-                      image_regex=image_regex)  # fmt: skip
+                      image_regex=args.image_regex or None)  # fmt: skip
     train, val = split_by_group(data.groups, data.labels, val_fraction=args.val_fraction, seed=args.seed)
-    # cut_epochs concatenates the recordings in turn: count each one's epochs to know where every epoch came from
-    counts = [len(epochs_from_recording(r, input_spec, prep, events=args.events).markers) for r in recs]
-    rec_of = np.concatenate([np.full(n, i) for i, n in enumerate(counts)])
-    hashes = [hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest() for x in data.X]
-    return check_split(train, val, epoch_hashes=hashes, recording=rec_of, sources=[r.source for r in recs],
-                       recording_hashes=[recording_content_hash(r) for r in recs], strict=args.strict)  # fmt: skip
+    return check_epoch_split(recs, data, input_spec, prep, args.events, train, val, strict=args.strict)

@@ -120,6 +120,12 @@ def prepare_data(config: RunConfig) -> RunData:
     classes, y = class_index(data.labels, teacher)
     # train / validation / test by image, before any training; the test split is never looked at here
     train_idx, val_idx, test_idx = split_run(data.groups, data.labels, tr, data.split_unit)
+    # identical recordings or epochs on both sides of a split are a leak (real data sets contain copied files)
+    from .leaks import check_epoch_split
+
+    held_out = np.concatenate([val_idx, test_idx]).astype(np.int64)
+    for warning in check_epoch_split(recordings, data, input_spec, prep, d.events, train_idx, held_out):
+        log.warning("%s", warning)
     norm = fit_channel_normalization(data.X[train_idx])  # training split only
     return RunData(
         X=normalize(data.X, norm).astype(np.float32), y=y,

@@ -210,3 +210,15 @@ def test_ddp_two_processes_gloo(tmp_path):
     assert torch.load(out / "checkpoint.pt", weights_only=True)["world_size"] == 2
     assert proc.stdout.count('"run"') == 1  # only rank 0 reports (and writes) the run
     assert (out / "model.pt").is_file() and (out / "report.md").is_file()
+
+
+def test_fit_flags_a_recording_copied_into_both_sides_of_its_split(tmp_path, caplog):
+    """Two identical synthetic sessions (the same seed twice): the split is checked before any fitting."""
+    from training.runs import prepare_data
+
+    path = tmp_path / "copied.toml"
+    path.write_text(TINY.format(epochs=1, extra="").replace("seeds = [5]", "seeds = [5, 5]"))
+    with caplog.at_level("WARNING", logger="training.runs"):
+        prepare_data(load_config(path))
+    flagged = [r.getMessage() for r in caplog.records if r.name == "training.runs"]
+    assert any("identical" in m for m in flagged), flagged

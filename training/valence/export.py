@@ -137,7 +137,7 @@ def build_card(
             features=setup.spec,
         ),
         preprocessing=setup.preprocessing,
-        output=OutputSpec(name="valence", classes=[]),
+        output=OutputSpec(name="valence", classes=[], range=trained.output_range),
         provenance=prov,
     )
 

@@ -93,6 +93,7 @@ class TrainedValence:
     seconds: float = 0.0
     setup: FeatureSetup | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    output_range: tuple[float, float] | None = None  # 1st-99th percentile of the outputs on the training data
 
 
 def _batch(
@@ -215,7 +216,11 @@ def train_valence(
     history = _History(config.steps, log_every)
     loop = LoopConfig(epochs=1, lr=config.lr, weight_decay=config.weight_decay)  # one epoch of `steps` batches
     fit_model(model, CropBatches(train, Xs, config), None, loss=loss, config=loop, callbacks=[history], name="valence")
-    return TrainedValence(model, standardizer, config, n_features, history.history, time.perf_counter() - t0, setup)
+    trained = TrainedValence(model, standardizer, config, n_features, history.history, time.perf_counter() - t0, setup)
+    # The display range a client should draw (card output.range): where the outputs lie on the training data.
+    outputs = np.concatenate(predict(trained, train))
+    trained.output_range = (float(np.percentile(outputs, 1)), float(np.percentile(outputs, 99)))
+    return trained
 
 
 def predict(trained: TrainedValence, seqs: Sequence[ValenceSequence]) -> list[np.ndarray]:
@@ -247,6 +252,7 @@ def save_checkpoint(trained: TrainedValence, path: str | Path) -> Path:
         "history": trained.history,
         "seconds": trained.seconds,
         "info": trained.info,
+        "output_range": None if trained.output_range is None else list(trained.output_range),
         "setup": None
         if setup is None
         else {
@@ -286,4 +292,5 @@ def load_checkpoint(path: str | Path) -> TrainedValence:
         float(payload.get("seconds", 0.0)),
         setup,
         dict(payload.get("info", {})),
+        tuple(payload["output_range"]) if payload.get("output_range") else None,  # type: ignore[arg-type]
     )
