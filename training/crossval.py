@@ -87,39 +87,60 @@ class StudentSpec:
 # ------------------------------------------------------------------------------------------------ training adapter
 
 
-def _train_student(X: np.ndarray, y: np.ndarray, spec: StudentSpec, *, n_classes: int, sfreq: float) -> Any:
-    """Train a fresh student on normalised float32 epochs ``X`` (n, n_times, n_chans); returns it in eval mode.
+class _FoldBatches:
+    """The loop's batch hook for one fold: a permutation per epoch (or class-balanced draws), optional augmentation.
 
-    The one place crossval (and the exported N170 student) calls into training: at merge this switches to the
-    project's single training loop (a fixed number of Adam epochs, cross-entropy, no validation-based selection).
+    Batches of one are skipped (batch norm cannot train on them). One generator drives order and augmentation,
+    so a seed gives the same model bit for bit.
     """
-    import torch
 
-    from .students import build_student
+    def __init__(self, Xt: Any, yt: Any, spec: StudentSpec, n_classes: int) -> None:
+        import torch
 
-    torch.manual_seed(spec.seed)
-    gen = torch.Generator().manual_seed(spec.seed)
-    model = build_student(spec.name, X.shape[2], n_classes, X.shape[1], sfreq, **spec.options)
-    opt = torch.optim.Adam(model.parameters(), lr=spec.lr)
-    Xt, yt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
-    weights = 1.0 / torch.bincount(yt, minlength=n_classes).clamp(min=1).double()[yt]
-    for _ in range(spec.epochs):
-        model.train()
+        self.Xt, self.yt, self.spec = Xt, yt, spec
+        self.gen = torch.Generator().manual_seed(spec.seed)
+        self.weights = 1.0 / torch.bincount(yt, minlength=n_classes).clamp(min=1).double()[yt]
+
+    def batches(self, epoch: int) -> Any:
+        import torch
+
+        from .loop import Batch
+
+        n, spec = len(self.yt), self.spec
         if spec.balanced:
-            order = torch.multinomial(weights, len(yt), replacement=True, generator=gen)
+            order = torch.multinomial(self.weights, n, replacement=True, generator=self.gen)
         else:
-            order = torch.randperm(len(yt), generator=gen)
-        for i in range(0, len(order), spec.batch_size):
+            order = torch.randperm(n, generator=self.gen)
+        for i in range(0, n, spec.batch_size):
             idx = order[i : i + spec.batch_size]
             if len(idx) < 2:  # a batch of one breaks batch norm
                 continue
-            xb = _augment(Xt[idx], gen) if spec.augment else Xt[idx]
-            loss = torch.nn.functional.cross_entropy(model(xb), yt[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    model.eval()
-    return model
+            x = _augment(self.Xt[idx], self.gen) if spec.augment else self.Xt[idx]
+            yield Batch(x, self.yt[idx], index=idx)
+
+
+def _train_student(X: np.ndarray, y: np.ndarray, spec: StudentSpec, *, n_classes: int, sfreq: float) -> Any:
+    """Train a fresh student on normalised float32 epochs ``X`` (n, n_times, n_chans); returns it in eval mode.
+
+    Through the project's one training loop: a fixed number of Adam epochs, cross-entropy, no validation-based
+    selection (the fold's test part is never looked at; there is no other held-out part to select on).
+    """
+    import torch
+
+    from .loop import LoopConfig, fit_model
+    from .students import build_student
+
+    torch.manual_seed(spec.seed)
+    model = build_student(spec.name, X.shape[2], n_classes, X.shape[1], sfreq, **spec.options)
+    Xt, yt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)), torch.from_numpy(y.astype(np.int64))
+
+    def loss(outputs: Any, batch: Any) -> Any:
+        return torch.nn.functional.cross_entropy(outputs, batch.y)
+
+    config = LoopConfig(epochs=spec.epochs, lr=spec.lr)
+    return fit_model(
+        model, _FoldBatches(Xt, yt, spec, n_classes), None, loss=loss, config=config, name="crossval"
+    ).model
 
 
 def _augment(x: Any, gen: Any) -> Any:

@@ -158,6 +158,11 @@ def test_every_command_that_trains_goes_through_the_one_loop(tmp_path, capsys):
         "valence": lambda: main(
             ["valence", "fit", "--config", str(valence_cfg), "--synth", "--out", str(tmp_path / "v.pt")]
         ),
+        "crossval": lambda: main(
+            ["crossval", "--recordings", str(ROOT / "data/n170/sub-01_ses-01_run-06_eeg.fif"),
+             "--label", "stim/(?P<label>face|house)", "--split", "shuffled", "--folds", "2", "--students", "conv1d",
+             "--baseline", "", "--epochs", "1", "--permutations", "10", "--out", str(tmp_path / "cv")]
+        ),  # fmt: skip
     }
     with loop.observe(Recorder()) as rec:
         for label, run in commands.items():
@@ -173,12 +178,14 @@ def test_every_command_that_trains_goes_through_the_one_loop(tmp_path, capsys):
         "few-labels": {"distil"},
         "unseen": {"distil"},
         "valence": {"valence"},
+        "crossval": {"crossval"},
     }
     assert {label: set(names) for label, names in rec.fits.items()} == expected
     for label in commands:
         assert rec.steps[label] > 0 and rec.ends[label] == len(rec.fits[label]), label
     assert len(rec.fits["evaluate --loso"]) == 2  # one retraining per held-out subject
     assert len(rec.fits["few-labels"]) == 3  # CE, supervised KD, unsupervised KD
+    assert len(rec.fits["crossval"]) == 2  # one training per fold
     assert rec.steps["valence"] == 3  # the valence run is one epoch of `steps` optimiser steps
 
 
