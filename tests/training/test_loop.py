@@ -35,6 +35,12 @@ epochs = 1
 batch_size = 16
 """
 
+CROSSVAL = [
+    *("crossval", "--recordings", str(ROOT / "data/n170/sub-01_ses-01_run-06_eeg.fif")),
+    *("--label", "stim/(?P<label>face|house)", "--split", "shuffled", "--folds", "2", "--students", "conv1d"),
+    *("--baseline", "", "--epochs", "1", "--permutations", "10"),
+]
+
 SWEEP = """
 tables = ["loss"]
 seeds = [0]
@@ -158,11 +164,7 @@ def test_every_command_that_trains_goes_through_the_one_loop(tmp_path, capsys):
         "valence": lambda: main(
             ["valence", "fit", "--config", str(valence_cfg), "--synth", "--out", str(tmp_path / "v.pt")]
         ),
-        "crossval": lambda: main(
-            ["crossval", "--recordings", str(ROOT / "data/n170/sub-01_ses-01_run-06_eeg.fif"),
-             "--label", "stim/(?P<label>face|house)", "--split", "shuffled", "--folds", "2", "--students", "conv1d",
-             "--baseline", "", "--epochs", "1", "--permutations", "10", "--out", str(tmp_path / "cv")]
-        ),  # fmt: skip
+        "crossval": lambda: main([*CROSSVAL, "--out", str(tmp_path / "cv")]),
     }
     with loop.observe(Recorder()) as rec:
         for label, run in commands.items():
