@@ -40,7 +40,9 @@ def load_table(path: str | Path, *, dim: int | None = None) -> tuple[list[str], 
     return classes, validate_table(classes, table, dim=dim, source=str(path))
 
 
-def validate_table(classes: list[str], table: np.ndarray, *, dim: int | None = None, source: str = "<table>") -> np.ndarray:
+def validate_table(
+    classes: list[str], table: np.ndarray, *, dim: int | None = None, source: str = "<table>"
+) -> np.ndarray:
     """The table's rows, unit-normalised, after the checks of :func:`load_table`."""
     table = np.asarray(table, dtype=np.float64)
     if table.ndim != 2 or table.shape[0] != len(classes):

@@ -46,7 +46,9 @@ def channel_importance(
     X = np.asarray(X, dtype=np.float32)
     labels = np.asarray(labels)
     if len(X) != len(labels) or len(X) == 0:
-        raise TrainingDataError(f"channel importance needs epochs with labels; got {len(X)} epochs, {len(labels)} labels")
+        raise TrainingDataError(
+            f"channel importance needs epochs with labels; got {len(X)} epochs, {len(labels)} labels"
+        )
     rng = np.random.default_rng(seed)
     base = score(X)
     edges = np.linspace(0, X.shape[1], n_windows + 1).astype(int)
@@ -112,19 +114,25 @@ def write_maps(
                 for c, ch in enumerate(channels):
                     writer.writerow([classes[k], w, t0, t1, ch, f"{importance[k, w, c]:.6g}", int(ranks[c])])
     info = mne.create_info(list(channels), 100.0, "eeg")
-    info.set_montage("standard_1020", on_missing="warn")
+    # MNE 1.13 renamed the standard 10-20 montage (same positions); older MNE only knows the old name
+    name = "colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages() else "standard_1020"
+    info.set_montage(name, on_missing="warn")
     cols = n_windows + (1 if n_windows > 1 else 0)
     fig, axes = plt.subplots(n_classes, cols, figsize=(2.6 * cols, 2.4 * n_classes), squeeze=False)
     for k in range(n_classes):
         panels = [importance[k, w] for w in range(n_windows)] + ([importance[k].mean(0)] if n_windows > 1 else [])
         for j, values in enumerate(panels):
             ax = axes[k, j]
-            mne.viz.plot_topomap(values, info, axes=ax, show=False, names=list(channels), cmap="Reds",
-                                 sensors=True, contours=0)  # fmt: skip
-            when = "whole epoch" if j == n_windows else (
-                f"{window_edges_s[j]:.2f}–{window_edges_s[j + 1]:.2f} s" if window_edges_s else f"window {j}")
+            lim = float(np.nanmax(np.abs(values))) or 1.0  # symmetric: red = information lost, blue = gained
+            mne.viz.plot_topomap(values, info, axes=ax, show=False, names=list(channels), cmap="RdBu_r",
+                                 vlim=(-lim, lim), sensors=True, contours=0)  # fmt: skip
+            when = (
+                "whole epoch"
+                if j == n_windows
+                else (f"{window_edges_s[j]:.2f}–{window_edges_s[j + 1]:.2f} s" if window_edges_s else f"window {j}")
+            )
             ax.set_title(f"{classes[k]}\n{when}\nmax {values.max():.3g}", fontsize=8)
-    fig.suptitle(title or "channel importance (score drop)", fontsize=9)
+    fig.suptitle(title or "channel importance (score drop)", fontsize=9, y=1.03)
     png_path = out / "maps.png"
     fig.savefig(png_path, dpi=90, bbox_inches="tight")
     plt.close(fig)
@@ -159,9 +167,9 @@ def maps_for_model(
         X, markers = normalized_epochs(read_recording(path), card, events=events)
         Xs.append(X)
         for m in markers:
-            found = re.search(label_regex, m.label)
+            found = re.search(label_regex, m.value)
             if found is None:
-                raise TrainingDataError(f"{path}: marker {m.label!r} does not match the label regex {label_regex!r}")
+                raise TrainingDataError(f"{path}: marker {m.value!r} does not match the label regex {label_regex!r}")
             names.append(found.groupdict().get("label") or found.group(1))
     X = np.concatenate(Xs)
     if card.task == "embedding":

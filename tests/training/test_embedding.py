@@ -32,7 +32,7 @@ def test_infonce_prefers_matching_pairs_and_is_symmetric():
 
 def test_embedding_card_needs_dim_and_temperature_and_a_matching_table():
     spec = InputSpec(sfreq=128.0, n_times=8, channels=["O1"])
-    with pytest.raises(ValueError, match="output.dim and output.temperature"):
+    with pytest.raises(ValueError, match=r"output\.dim and output\.temperature"):
         ModelCard(name="x", task="embedding", input=spec, output=OutputSpec(name="embedding"))
     with pytest.raises(ValueError, match="table has 1 rows"):
         OutputSpec(dim=2, temperature=0.1, classes=["a", "b"], table=[[1.0, 0.0]])
