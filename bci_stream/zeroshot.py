@@ -6,11 +6,14 @@ Pure numpy, no torch: the daemon and the offline tools share it. A table file is
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BciStreamError
+
+log = logging.getLogger(__name__)
 
 
 class ClassTableError(BciStreamError):
@@ -68,3 +71,79 @@ def probabilities(embedding: np.ndarray, table: np.ndarray, temperature: float) 
     z = z - z.max(axis=-1, keepdims=True)
     p = np.exp(z)
     return p / p.sum(axis=-1, keepdims=True)
+
+
+class ZeroShotHead:
+    """An embedding model's class table, from a file (re-read when it changes) or from the model card.
+
+    The daemon's hook: ``probabilities(embeddings)`` after each inference, ``classes`` for the labels, and
+    ``maybe_reload()`` once per loop turn (cheap: one ``stat``) or ``reload()`` on SIGHUP. A reload that fails
+    keeps the previous table (the error is logged and kept in ``last_error``), so a half-written file never stops
+    the service; ``version`` counts successful loads, for ``status``.
+
+    Parameters
+    ----------
+    dim, temperature
+        The card's ``output.dim`` and ``output.temperature``.
+    path
+        A table ``.npz``; None: the card's own table (``classes``, ``table``).
+    """
+
+    def __init__(
+        self, dim: int, temperature: float, *, path: str | Path | None = None,
+        classes: list[str] | None = None, table: list[list[float]] | None = None,
+    ) -> None:  # fmt: skip
+        self.dim, self.temperature = dim, temperature
+        self.path = None if path is None else Path(path)
+        self.version = 0
+        self.last_error: str | None = None
+        self._mtime: tuple[int, int] | None = None
+        if self.path is not None:
+            self.reload(strict=True)
+        elif table is not None and classes is not None:
+            self.classes, self.table = list(classes), validate_table(list(classes), np.asarray(table), dim=dim)
+            self.version = 1
+        else:
+            raise ClassTableError("an embedding model needs a class table: give one (--classes) or put it in the card")
+
+    def _stamp(self) -> tuple[int, int]:
+        assert self.path is not None
+        st = self.path.stat()
+        return st.st_mtime_ns, st.st_size
+
+    def reload(self, *, strict: bool = False) -> bool:
+        """Re-read the file; True when a new table is in use. ``strict``: raise instead of keeping the old one."""
+        if self.path is None:
+            return False
+        try:
+            stamp = self._stamp()
+            self.classes, self.table = load_table(self.path, dim=self.dim)
+        except (ClassTableError, OSError) as exc:
+            if strict:
+                raise ClassTableError(str(exc)) from exc
+            self.last_error = str(exc)
+            log.error("class table not reloaded, keeping %d classes: %s", len(self.classes), exc)
+            return False
+        self._mtime, self.last_error = stamp, None
+        self.version += 1
+        log.info("class table %s loaded (version %d): %d classes", self.path, self.version, len(self.classes))
+        return True
+
+    def maybe_reload(self) -> bool:
+        """Reload when the file's modification time or size changed."""
+        if self.path is None:
+            return False
+        try:
+            changed = self._stamp() != self._mtime
+        except OSError:
+            return False
+        return self.reload() if changed else False
+
+    def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
+        """softmax(cos / temperature) over the current table, (n, k)."""
+        return probabilities(np.asarray(embeddings).reshape(len(embeddings), -1), self.table, self.temperature)
+
+    def status(self) -> dict[str, object]:
+        """What ``status`` messages can carry about the table."""
+        return {"source": str(self.path) if self.path else "card", "version": self.version,
+                "classes": len(self.classes), "error": self.last_error}  # fmt: skip

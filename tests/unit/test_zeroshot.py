@@ -50,3 +50,33 @@ def test_probabilities_are_softmax_of_cosines_over_temperature():
     assert np.allclose(p, expected) and p.argmax() == 0
     batch = probabilities(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 5.0]]), table, temperature=1.0)
     assert batch.shape == (2, 3) and list(batch.argmax(1)) == [1, 2] and np.allclose(batch.sum(1), 1)
+
+
+def test_head_swaps_its_table_when_the_file_changes_and_keeps_it_on_a_bad_file(tmp_path, caplog):
+    import os
+
+    from bci_stream.zeroshot import ZeroShotHead
+
+    path = _write(tmp_path / "t.npz", ["cat", "dog"], [[1.0, 0.0], [0.0, 1.0]])
+    head = ZeroShotHead(2, 0.1, path=path)
+    emb = np.array([[1.0, 0.1]])
+    assert head.classes[int(head.probabilities(emb).argmax())] == "cat" and head.version == 1
+    assert not head.maybe_reload()  # unchanged file: nothing read
+    _write(path, ["car", "boat", "tree"], [[0.0, 1.0], [1.0, 0.0], [-1.0, 0.0]])
+    os.utime(path, ns=(1, 1))  # a new stamp even on a coarse-mtime file system
+    assert head.maybe_reload() and head.version == 2
+    p = head.probabilities(emb)
+    assert p.shape == (1, 3) and head.classes[int(p.argmax())] == "boat"
+    path.write_bytes(b"half-written")
+    os.utime(path, ns=(2, 2))
+    assert not head.maybe_reload() and head.version == 2 and head.classes == ["car", "boat", "tree"]
+    assert "not reloaded" in caplog.text and head.status()["error"]
+
+
+def test_head_from_the_card_table_and_without_any_table():
+    from bci_stream.zeroshot import ZeroShotHead
+
+    head = ZeroShotHead(2, 0.5, classes=["a", "b"], table=[[2.0, 0.0], [0.0, 1.0]])
+    assert head.status()["source"] == "card" and np.allclose(head.table, np.eye(2))
+    with pytest.raises(ClassTableError, match="needs a class table"):
+        ZeroShotHead(2, 0.5)
