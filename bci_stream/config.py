@@ -74,6 +74,9 @@ class ModelSection(_Section):
     provider: Literal["auto", "cuda", "cpu"] = "auto"
     max_batch: int = Field(16, ge=1, le=1024)
     top_k: int = Field(5, ge=1)
+    classes: Path | None = Field(
+        None, description="class table .npz for an embedding model (zero-shot); re-read when the file changes"
+    )
 
 
 class PublishSection(_Section):

@@ -33,6 +33,7 @@ from .messages import Drop as DropMessage
 from .pipeline import EpochPipeline
 from .publish import Publisher
 from .signal import normalize, softmax
+from .zeroshot import ZeroShotHead
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ class Daemon:
         self.markers: lsl.MarkerInlet | None = None
         self.pipeline: EpochPipeline | None = None
         self.valence_model: OnnxModel | None = None
+        self.zero_shot: ZeroShotHead | None = None  # the class table of an embedding model (issue 13)
         self.features: FeaturePipeline | None = None
         self._feature_context: FeatureContext | None = None
         self._valence_latencies: deque[float] = deque(maxlen=2000)
@@ -117,6 +119,11 @@ class Daemon:
         cfg = self.config
         self.model = OnnxModel(cfg.model.path, cfg.model.provider)
         warm_ms = self.model.warm_up()
+        out = self.model.card.output
+        if self.model.card.task == "embedding":
+            assert out.dim is not None and out.temperature is not None  # the card validates both
+            self.zero_shot = ZeroShotHead(out.dim, out.temperature, path=cfg.model.classes, classes=out.classes,
+                                          table=out.table)  # fmt: skip
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
         if cfg.model.valence is not None:
             self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider)
@@ -309,6 +316,8 @@ class Daemon:
         t = time.perf_counter()
         logits = self.model.run(x)
         ms = (time.perf_counter() - t) * 1e3
+        if self.zero_shot is not None:  # embeddings → softmax(cosine / T) over the class table
+            return self.zero_shot.probabilities(logits), ms
         return softmax(logits.reshape(len(batch), -1)), ms
 
     def _model_info(self) -> ModelInfo:
@@ -317,7 +326,7 @@ class Daemon:
 
     def _publish_prediction(self, epoch: Epoch, probs: np.ndarray, inference_ms: float, batch: int) -> None:
         assert self.model is not None and self.publisher is not None
-        classes = self.model.classes
+        classes = self.zero_shot.classes if self.zero_shot is not None else self.model.classes
         order = np.argsort(probs)[::-1]
         label = classes[int(order[0])]
         true_label = correct = None
@@ -389,6 +398,8 @@ class Daemon:
     # ------------------------------------------------------------------ status
     def _maybe_status(self) -> None:
         if time.monotonic() >= self._next_status:
+            if self.zero_shot is not None:
+                self.zero_shot.maybe_reload()  # between batches: a batch's classes never change under it
             self._publish_status()
 
     def _stream_status(self, inlet: lsl.EegInlet | lsl.MarkerInlet | None, meter: _RateMeter) -> StreamStatus | None:
@@ -421,7 +432,7 @@ class Daemon:
         p50, p99 = self.latency_percentiles()
         v50, v99 = self.latency_percentiles("valence")
         self.counts.drops_by_reason = dict(self._drops_by_reason)
-        n_classes = len(self.model.classes)
+        n_classes = len(self.zero_shot.classes if self.zero_shot is not None else self.model.classes)
         self.publisher.publish(
             Status,
             state=self.state,
