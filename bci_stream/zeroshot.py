@@ -98,6 +98,7 @@ class ZeroShotHead:
         self.version = 0
         self.last_error: str | None = None
         self._mtime: tuple[int, int] | None = None
+        self._forced = False
         if self.path is not None:
             self.reload(strict=True)
         elif table is not None and classes is not None:
@@ -129,10 +130,17 @@ class ZeroShotHead:
         log.info("class table %s loaded (version %d): %d classes", self.path, self.version, len(self.classes))
         return True
 
+    def request_reload(self) -> None:
+        """Ask for a re-read at the next :meth:`maybe_reload` (safe from a signal handler: it only sets a flag)."""
+        self._forced = True
+
     def maybe_reload(self) -> bool:
-        """Reload when the file's modification time or size changed."""
+        """Reload when asked (:meth:`request_reload`, SIGHUP) or when the file's modification time or size changed."""
         if self.path is None:
             return False
+        if self._forced:
+            self._forced = False
+            return self.reload()
         try:
             changed = self._stamp() != self._mtime
         except OSError:

@@ -80,3 +80,18 @@ def test_head_from_the_card_table_and_without_any_table():
     assert head.status()["source"] == "card" and np.allclose(head.table, np.eye(2))
     with pytest.raises(ClassTableError, match="needs a class table"):
         ZeroShotHead(2, 0.5)
+
+
+def test_a_requested_reload_reads_the_file_even_with_the_same_stamp(tmp_path):
+    import os
+
+    from bci_stream.zeroshot import ZeroShotHead
+
+    path = _write(tmp_path / "t.npz", ["cat", "dog"], [[1.0, 0.0], [0.0, 1.0]])
+    os.utime(path, ns=(5, 5))
+    head = ZeroShotHead(2, 0.1, path=path)
+    _write(path, ["cow", "pig"], [[0.0, 1.0], [1.0, 0.0]])
+    os.utime(path, ns=(5, 5))  # same mtime and size: the watch cannot see it
+    assert not head.maybe_reload() and head.classes == ["cat", "dog"]
+    head.request_reload()  # what SIGHUP does
+    assert head.maybe_reload() and head.classes == ["cow", "pig"] and head.version == 2
