@@ -225,3 +225,31 @@ def retrieval_markdown(rows: list[dict[str, Any]]) -> str:
             f"{r['best_epoch']} |"
         )
     return "\n".join(lines)
+
+
+def load_image_embeddings(path: str | Path, images: list[str]) -> np.ndarray:
+    """The precomputed embedding of each of ``images`` (n, dim) float32, from an ``.npz`` with ``images`` (str,
+    image ids as in the markers) and ``embeddings`` (float, n_images × dim); read with ``allow_pickle=False``.
+
+    Raises
+    ------
+    TrainingDataError
+        Missing file or keys, duplicate ids, or an image id of the data that the file lacks (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise TrainingDataError(f"image embeddings {str(path)!r} do not exist; give an .npz with images/embeddings")
+    with np.load(path, allow_pickle=False) as data:
+        missing = sorted({"images", "embeddings"} - set(data.files))
+        if missing:
+            raise TrainingDataError(f"{path}: lacks {missing}; it needs 'images' (ids) and 'embeddings'")
+        ids, emb = [str(i) for i in data["images"]], np.asarray(data["embeddings"], dtype=np.float32)
+    if emb.ndim != 2 or len(ids) != len(emb):
+        raise TrainingDataError(f"{path}: {len(ids)} image ids but embeddings of shape {emb.shape}")
+    if len(set(ids)) != len(ids):
+        raise TrainingDataError(f"{path}: duplicate image ids")
+    row = {i: k for k, i in enumerate(ids)}
+    absent = sorted({i for i in images if i not in row})
+    if absent:
+        raise TrainingDataError(f"{path}: no embedding for images {absent[:5]} ({len(absent)} in all)")
+    return _unit(emb[[row[i] for i in images]]).astype(np.float32)

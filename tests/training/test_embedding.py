@@ -71,3 +71,17 @@ def test_zero_shot_retrieval_of_unseen_classes_far_above_chance(zeroshot_rows, o
     # the shuffled class table: at (or below) chance, not significant
     assert control["top1"] <= control["chance_top1"] + 0.1 and control["p_top1"] > 0.05, control
     assert (out / f"nice-{objective}.onnx").is_file() and (out / "table.npz").is_file()
+
+
+def test_image_embeddings_by_id_from_npz(tmp_path):
+    from training.embedding import load_image_embeddings
+    from training.errors import TrainingDataError
+
+    path = tmp_path / "img.npz"
+    np.savez(path, images=np.array(["n1_1", "n2_7"]), embeddings=np.array([[2.0, 0.0], [0.0, 3.0]], np.float32))
+    assert np.allclose(load_image_embeddings(path, ["n2_7", "n1_1", "n2_7"]), [[0, 1], [1, 0], [0, 1]])
+    with pytest.raises(TrainingDataError, match="n3_1"):
+        load_image_embeddings(path, ["n1_1", "n3_1"])
+    np.savez(path, ids=np.array(["a"]))
+    with pytest.raises(TrainingDataError, match="lacks"):
+        load_image_embeddings(path, ["a"])
