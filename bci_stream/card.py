@@ -136,18 +136,37 @@ class InputSpec(_Strict):
 
 
 class OutputSpec(_Strict):
+    """The model output. Embedding models (task ``embedding``) output ``dim``-d unit vectors; ``temperature``
+    scales their cosine similarities into probabilities (softmax(cos / temperature)); ``table`` is an optional
+    class table (one ``dim``-d row per entry of ``classes``) that makes them zero-shot classifiers."""
+
     name: str = "logits"
     classes: list[str] = Field(default_factory=list)
     range: tuple[float, float] | None = Field(
         None, description="valence: [low, high] of the output over the training data (display range); optional"
     )
+    # embedding models (task "embedding"): the vector's size, the softmax temperature, an optional class table
+    dim: int | None = Field(None, gt=0)
+    temperature: float | None = Field(None, gt=0)
+    table: list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> OutputSpec:
+        if self.table is not None:
+            if len(self.table) != len(self.classes):
+                raise ValueError(f"output.table has {len(self.table)} rows but output.classes {len(self.classes)}")
+            bad = sorted({len(row) for row in self.table} - {self.dim})
+            if bad:
+                raise ValueError(f"output.table rows have length {bad}, output.dim is {self.dim}")
+        return self
 
     @model_serializer(mode="wrap")
-    def _omit_unset_range(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Cards without a range serialise exactly as before the field existed (byte-identical exports).
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Cards without these optional fields serialise exactly as before they existed (byte-identical exports).
         data: dict[str, Any] = handler(self)
-        if data.get("range") is None:
-            data.pop("range", None)
+        for key in ("range", "dim", "temperature", "table"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
 
@@ -165,7 +184,7 @@ class ModelCard(_Strict):
     schema_: int = Field(SCHEMA_VERSION, alias="schema")
     name: str
     version: str = "0.0.0"
-    task: Literal["classification", "valence"] = "classification"
+    task: Literal["classification", "valence", "embedding"] = "classification"
     input: InputSpec
     preprocessing: Preprocessing = Field(default_factory=Preprocessing)
     output: OutputSpec = Field(default_factory=OutputSpec)
@@ -195,6 +214,8 @@ class ModelCard(_Strict):
             raise ValueError("a valence card needs input.features (bands, window, hop) to compute its input")
         if self.task == "classification" and len(self.output.classes) < 2:
             raise ValueError("a classification card must list at least 2 output classes")
+        if self.task == "embedding" and (self.output.dim is None or self.output.temperature is None):
+            raise ValueError("an embedding card needs output.dim and output.temperature")
         norm = self.preprocessing.normalization
         if norm.kind == "channel" and norm.mean is not None and len(norm.mean) != len(self.input.channels):
             raise ValueError(

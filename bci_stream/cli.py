@@ -49,7 +49,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .daemon import Daemon
 
     overrides: dict[str, Any] = {
-        "model": {"path": args.model, "provider": args.provider, "valence": args.valence_model},
+        "model": {
+            "path": args.model,
+            "provider": args.provider,
+            "valence": args.valence_model,
+            "classes": args.classes,
+        },
         "eeg": {"name": args.eeg_name, "source_id": args.eeg_source_id},
         "markers": {"name": args.markers_name, "source_id": args.markers_source_id},
         "publish": {
@@ -63,6 +68,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     daemon = Daemon(config)
     _install_stop_handlers(daemon.request_stop)
+
+    # SIGHUP: re-read the zero-shot class table at the next status tick (the handler only sets a flag)
+    def reload_classes(signum: int, frame: Any) -> None:
+        if daemon.zero_shot is not None:
+            daemon.zero_shot.request_reload()
+
+    signal.signal(signal.SIGHUP, reload_classes)
     try:
         daemon.serve()
     except StreamNotFoundError:
@@ -267,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", type=Path, default=None, help="daemon TOML config (default: built-in defaults)")
     run.add_argument("--model", type=Path, help="ONNX model with a bci-stream card (overrides [model] path)")
     run.add_argument("--valence-model", type=Path, help="band-power valence model (overrides [model] valence)")
+    run.add_argument("--classes", type=Path, help="class table .npz of an embedding model (overrides [model] classes)")
     run.add_argument("--provider", choices=["auto", "cuda", "cpu"], help="ONNX Runtime provider (default auto)")
     run.add_argument("--eeg-name", help="EEG stream name (overrides [eeg] name)")
     run.add_argument("--eeg-source-id", help="EEG stream source_id (overrides [eeg] source_id)")

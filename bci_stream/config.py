@@ -101,6 +101,9 @@ class ModelSection(_Section):
     cache_dir: Path | None = Field(None, description="optimised-model cache; default ~/.cache/bci-stream/onnxruntime")
     cudnn_conv_algo_search: Literal["EXHAUSTIVE", "HEURISTIC", "DEFAULT"] = "HEURISTIC"
     cuda_device_id: int = Field(0, ge=0)
+    classes: Path | None = Field(
+        None, description="class table .npz for an embedding model (zero-shot); re-read when the file changes"
+    )
 
 
 def marker_rules(

@@ -35,6 +35,7 @@ from .messages import Drop as DropMessage
 from .pipeline import EpochPipeline
 from .publish import Publisher
 from .signal import normalize, softmax
+from .zeroshot import ZeroShotHead
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,7 @@ class Daemon:
         self._drops_by_reason: Counter[str] = Counter()
         self._latencies: deque[float] = deque(maxlen=2000)
         self._parts: dict[str, deque[float]] = {k: deque(maxlen=2000) for k in _TIMING_PARTS}
+        self.zero_shot: ZeroShotHead | None = None  # the class table of an embedding model (issue 13)
         self._valence_latencies: deque[float] = deque(maxlen=2000)
         self._label_re: re.Pattern[str] | None = None
         self.events: str = DEFAULT_EVENTS
@@ -129,6 +131,11 @@ class Daemon:
         self.model = OnnxModel(cfg.model.path, cfg.model.provider, settings)
         self.model.warm_up(repeats=1, batch_sizes=range(1, cfg.model.max_batch + 1))  # every batch size it may run
         warm_ms = self.model.warm_up()
+        out = self.model.card.output
+        if self.model.card.task == "embedding":
+            assert out.dim is not None and out.temperature is not None  # the card validates both
+            self.zero_shot = ZeroShotHead(out.dim, out.temperature, path=cfg.model.classes, classes=out.classes,
+                                          table=out.table)  # fmt: skip
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
         if cfg.model.valence is not None:
             self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider, settings)
@@ -355,7 +362,13 @@ class Daemon:
         x = normalize(np.stack([e.data for e, _ in fresh]), self.model.card.preprocessing.normalization)
         t1 = time.perf_counter()
         try:
-            probs = softmax(self.model.run(x).reshape(len(fresh), -1))
+            out = self.model.run(x)
+            # an embedding model: softmax(cosine / T) over the class table; else the logits' softmax
+            probs = (
+                self.zero_shot.probabilities(out)
+                if self.zero_shot is not None
+                else softmax(out.reshape(len(fresh), -1))
+            )
         except BciStreamError as exc:
             log.error("%s", exc)
             for epoch, _ in fresh:
@@ -407,7 +420,7 @@ class Daemon:
         self, epoch: Epoch, probs: np.ndarray, parts: dict[str, float], batch: int, done: float
     ) -> None:
         assert self.model is not None and self.publisher is not None
-        classes = self.model.classes
+        classes = self.zero_shot.classes if self.zero_shot is not None else self.model.classes
         order = np.argsort(probs)[::-1]
         label = classes[int(order[0])]
         true_label, correct = self._score(epoch.marker, label, classes)
@@ -508,6 +521,8 @@ class Daemon:
 
     def _maybe_status(self) -> None:
         if time.monotonic() >= self._next_status:
+            if self.zero_shot is not None:
+                self.zero_shot.maybe_reload()  # between batches: a batch's classes never change under it
             self._publish_status()
 
     def _stream_status(self, key: str, health: StreamHealth) -> StreamStatus | None:
@@ -551,7 +566,7 @@ class Daemon:
         v50, v99 = self.latency_percentiles("valence")
         parts = {k: np.asarray(v) for k, v in self._parts.items() if v}
         self.counts.drops_by_reason = dict(self._drops_by_reason)
-        n_classes = len(self.model.classes)
+        n_classes = len(self.zero_shot.classes if self.zero_shot is not None else self.model.classes)
         self.publisher.publish(
             Status,
             state=self.state,

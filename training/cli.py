@@ -9,6 +9,8 @@
     bci-train evaluate RUN [--loso] [--json]
     bci-train sweep    --config SWEEP.toml [--json]
     bci-train unseen   [--json]
+    bci-train zeroshot [--encoder nice] [--out DIR] [--json]
+    bci-train maps     MODEL.onnx --recording a.fif --out DIR [--classes TABLE.npz]
     bci-train valence  {synth,fit,evaluate,export} --config configs/train-valence-synth.toml ...
     bci-train crossval --recordings a.fif b.fif --label "stim/(?P<label>face|house)" --tmax 0.8 --out runs/cv
 
@@ -246,6 +248,56 @@ def _cmd_unseen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_zeroshot(args: argparse.Namespace) -> int:
+    from .embedding import retrieval_markdown, zeroshot_synthetic
+
+    rows = zeroshot_synthetic(encoder=args.encoder, objectives=tuple(args.objective), epochs=args.epochs,
+                              lr=args.lr, seed=args.seed, permutations=args.permutations, out=args.out)  # fmt: skip
+    text = retrieval_markdown(rows)
+    print(json.dumps(rows, indent=2) if args.json else text)
+    if args.out is not None:
+        (args.out / "zeroshot.md").write_text("# Zero-shot retrieval on held-out synthetic classes\n\n" + text + "\n")
+    return 0
+
+
+def _cmd_maps(args: argparse.Namespace) -> int:
+    from .maps import maps_for_model
+
+    png, csv_path, imp = maps_for_model(args.model, args.recording, args.out, label_regex=args.label_regex,
+                                        events=args.events, table_path=args.classes, n_windows=args.windows,
+                                        seed=args.seed)  # fmt: skip
+    print(json.dumps({"png": str(png), "csv": str(csv_path), "shape": list(imp.shape)}))
+    return 0
+
+
+def _add_embedding_commands(sub: Any) -> None:
+    """zeroshot, maps: embedding students (issue 13)."""
+    from .fit import DEFAULT_EVENTS, DEFAULT_LABEL_REGEX
+    from .zoo.embedding import EMBEDDERS
+
+    p = sub.add_parser("zeroshot", help="zero-shot retrieval of held-out classes (planted synthetic embeddings)")
+    p.add_argument("--encoder", choices=sorted(EMBEDDERS), default="nice")
+    p.add_argument("--objective", choices=["infonce", "hinge"], nargs="+", default=["infonce", "hinge"])
+    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--lr", type=_positive_float, default=3e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--permutations", type=int, default=1000)
+    p.add_argument("--out", type=Path, default=None, help="folder for the models, table.npz and zeroshot.md")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
+    p.set_defaults(func=_cmd_zeroshot)
+
+    p = sub.add_parser("maps", help="channel-importance scalp maps (PNG + CSV) of an exported model")
+    p.add_argument("model", type=Path, help="an .onnx model with its card")
+    p.add_argument("--recording", type=Path, nargs="+", required=True)
+    p.add_argument("--out", type=Path, required=True, help="output folder (maps.png, importance.csv)")
+    p.add_argument("--classes", type=Path, default=None, help="class table .npz for an embedding model")
+    p.add_argument("--events", default=DEFAULT_EVENTS)
+    p.add_argument("--label-regex", default=DEFAULT_LABEL_REGEX)
+    p.add_argument("--windows", type=int, default=3, help="time windows per epoch")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_maps)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .valence.cli import add_valence_parser
 
@@ -257,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_run_commands(sub)
     _add_study_commands(sub)
+    _add_embedding_commands(sub)
     return parser
 
 

@@ -48,3 +48,40 @@ def l2_logits(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> tor
 
 #: Loss names as they go into the model card.
 LOSSES = ("kd-supervised", "kd-unsupervised", "l2", "ce")
+
+
+# ------------------------------------------------------------------------------------- embedding objectives
+# (METHODS.md §2 and §3). Embeddings are unit vectors, so dot product = cosine similarity.
+
+
+def compatibility_hinge(
+    eeg: torch.Tensor, positive: torch.Tensor, negative: torch.Tensor, margin: float = 0.2,
+    weight: torch.Tensor | None = None,
+) -> torch.Tensor:  # fmt: skip
+    """The siamese hinge of §2: mean of max(0, margin − eeg·positive + eeg·negative).
+
+    ``eeg`` (batch, d): EEG embeddings; ``positive``: the embedding of the image each epoch was recorded with;
+    ``negative``: an image of another class; ``weight`` (batch,) 0/1 masks rows whose negative is not valid.
+    """
+    compat_pos = (eeg * positive).sum(dim=1)
+    compat_neg = (eeg * negative).sum(dim=1)
+    hinge = F.relu(margin - compat_pos + compat_neg)
+    if weight is None:
+        return hinge.mean()
+    return (hinge * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+def symmetric_infonce(eeg: torch.Tensor, images: torch.Tensor, logit_scale: torch.Tensor) -> torch.Tensor:
+    """CLIP/NICE-style symmetric InfoNCE: cross-entropy of exp(logit_scale)·eeg·imagesᵀ both ways, row i ↔ i.
+
+    ``logit_scale`` is the learnable log inverse temperature (clamped to ≤ log 100 as in CLIP). Repeats of the
+    same image in one batch count as negatives of each other (as in NICE); with few images that adds noise only.
+    """
+    scale = logit_scale.clamp(max=4.6052).exp()
+    logits = scale * eeg @ images.T
+    target = torch.arange(len(eeg), device=eeg.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+
+
+#: Embedding objectives by name (as they go into the card's provenance).
+EMBEDDING_LOSSES = ("hinge", "infonce")

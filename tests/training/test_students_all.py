@@ -131,3 +131,59 @@ def test_train_student_smoke(name, sessions):
     if name in ("cogninet-blstm", "conv1d"):
         assert m["val_accuracy"] >= m["chance_level"] + 0.2, m
         assert m["p_value_binomial"] < 1e-3, m
+
+
+# ------------------------------------------------------------------ embedding students (issue 13)
+EMBED_DIM = 6
+SMALL_EMBEDDERS: dict[str, dict] = {
+    "joint-encoder": {"rnn_hidden": 16, "filters": (8, 8, 16, 16)},
+    "nice": {"filters": 8, "kernel": 9},
+    "spectrogram-cnn": {"filters": (8, 8), "n_fft": 16, "hop": 8},
+}
+
+
+def _embedder(name: str, seed: int) -> torch.nn.Module:
+    from training.zoo.embedding import EMBEDDERS
+
+    torch.manual_seed(seed)
+    return EMBEDDERS[name](N_CHANS, EMBED_DIM, N_TIMES, SFREQ, **SMALL_EMBEDDERS[name]).eval()
+
+
+def _embedding_names() -> list[str]:
+    from training.zoo.embedding import EMBEDDERS
+
+    assert set(EMBEDDERS) == set(SMALL_EMBEDDERS)  # a new embedder must be added here
+    return sorted(EMBEDDERS)
+
+
+@pytest.mark.parametrize("name", _embedding_names())
+def test_embedding_student_contract(name, tmp_path):
+    from training.embedding import embedding_card
+
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal((5, N_TIMES, N_CHANS)).astype(np.float32))
+    model = _embedder(name, seed=3)
+    with torch.no_grad():
+        z = model(x)
+    assert z.shape == (5, EMBED_DIM) and z.dtype == torch.float32
+    assert torch.allclose(z.norm(dim=1), torch.ones(5), atol=1e-5)  # unit vectors
+    twin, other = _embedder(name, seed=3), _embedder(name, seed=4)
+    with torch.no_grad():
+        assert torch.equal(twin(x), z)
+        assert not torch.allclose(other(x), z)
+    table = np.eye(3, EMBED_DIM, dtype=np.float32)
+    card = embedding_card(model, f"test-{name}", CHANNELS, SFREQ, N_TIMES, classes=["a", "b", "c"], table=table)
+    path = export_onnx(model, card, tmp_path / f"{name}.onnx")  # ORT parity ≤ 1e-4, card round trip
+    back = read_card(path)
+    assert back == card and back.task == "embedding" and back.output.dim == EMBED_DIM
+    assert back.output.temperature == pytest.approx(0.07, rel=1e-4)
+
+
+def test_spectrogram_in_the_graph_is_the_stft():
+    # the fixed conv kernels compute |STFT|² of each channel (Hann window, one-sided bins), as torch.stft does
+    model = _embedder("spectrogram-cnn", seed=0)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((2, N_TIMES, N_CHANS)).astype(np.float32))
+    with torch.no_grad():
+        ours = model.spectrogram(x)
+    ref = torch.stft(x[0, :, 2], 16, hop_length=8, window=torch.hann_window(16, periodic=True), center=False,
+                     return_complex=True)  # fmt: skip
+    assert torch.allclose(ours[0, 2], torch.log(ref.abs() ** 2 + 1e-6), atol=1e-4)
