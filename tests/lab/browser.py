@@ -55,7 +55,7 @@ class Chromium:
                 f"chromium exited: {self.process.stderr.read() if self.process.stderr else ''}"
             )
             assert time.monotonic() < deadline, "chromium did not open its DevTools port within 30 s"
-            time.sleep(0.05)
+            time.sleep(0.05)  # polling rate of a deadline wait
         port = int(port_file.read_text().split()[0])
         targets = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10).read())
         page = next(t for t in targets if t["type"] == "page")
@@ -94,7 +94,7 @@ class Chromium:
             if value:
                 return value
             assert time.monotonic() < deadline, f"page condition {expression!r} not met within {timeout} s"
-            time.sleep(0.1)
+            time.sleep(0.1)  # polling rate of a deadline wait
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]

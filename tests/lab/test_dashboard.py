@@ -141,7 +141,7 @@ def test_page_numbers_update_and_match_status(chromium_path: str, tmp_path: Path
                     deadline = time.monotonic() + 30
                     while log.answers < expected:
                         assert time.monotonic() < deadline, f"{log.answers} of {expected} markers answered"
-                        time.sleep(0.1)
+                        time.sleep(0.1)  # polling rate of a deadline wait
                     browser.wait_for(
                         f"(+document.getElementById('c-predictions').textContent) + "
                         f"(+document.getElementById('c-drops').textContent) === {expected}"

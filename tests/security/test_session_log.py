@@ -29,7 +29,7 @@ def wait_until(condition: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
         assert time.monotonic() < deadline, f"{what} within {timeout} s"
-        time.sleep(0.05)
+        time.sleep(0.05)  # polling rate of a deadline wait
 
 
 def test_reader_skips_a_truncated_last_line_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
