@@ -50,6 +50,7 @@ class LabelledEpochs:
     split_unit: str  # "image" or "trial"
     n_dropped: int
     sources: list[str]
+    recording: np.ndarray | None = None  # index into ``sources`` of each epoch's recording
 
 
 def _group(pattern: re.Pattern[str], value: str, name: str) -> str | None:
@@ -78,7 +79,7 @@ def cut_epochs(
     """
     label_re = re.compile(label_regex)
     image_re = re.compile(image_regex) if image_regex else None
-    xs, labels, images, markers, trial_ids = [], [], [], [], []
+    xs, labels, images, markers, trial_ids, rec_of = [], [], [], [], [], []
     n_dropped = 0
     for r_index, rec in enumerate(recordings):
         es = epochs_from_recording(rec, input_spec, prep, events=events)
@@ -93,6 +94,7 @@ def cut_epochs(
             labels.append(label)
             images.append(_group(image_re, marker.value, "image") if image_re else None)
             trial_ids.append(f"trial{r_index}:{i}")
+            rec_of.append(r_index)
             markers.append(marker)
         xs.append(es.X)
     if not labels:
@@ -115,6 +117,7 @@ def cut_epochs(
         split_unit=unit,
         n_dropped=n_dropped,
         sources=[r.source for r in recordings],
+        recording=np.asarray(rec_of, dtype=np.int64),
     )
 
 

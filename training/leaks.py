@@ -101,9 +101,6 @@ def check_split(
 def check_epoch_split(
     recordings: Sequence[Any],
     data: Any,
-    input_spec: Any,
-    prep: Any,
-    events: str | None,
     train: np.ndarray,
     held_out: np.ndarray,
     *,
@@ -115,13 +112,9 @@ def check_epoch_split(
     """
     import hashlib
 
-    from bci_stream.pipeline import epochs_from_recording
-
     from .realdata import recording_content_hash
 
-    # cut_epochs concatenates the recordings in turn: count each one's epochs to know where every epoch came from
-    counts = [len(epochs_from_recording(r, input_spec, prep, events=events).markers) for r in recordings]
-    rec_of = np.concatenate([np.full(n, i) for i, n in enumerate(counts)])
+    rec_of = data.recording  # which recording each epoch came from (cut_epochs records it)
     hashes = [hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest() for x in data.X]
     return check_split(
         train,

@@ -196,4 +196,4 @@ def distil_leak_check(args: argparse.Namespace, recs: list[Any], spec_kwargs: di
     data = cut_epochs(recs, input_spec, prep, events=args.events, label_regex=spec_kwargs["label_regex"],
                       image_regex=args.image_regex or None)  # fmt: skip
     train, val = split_by_group(data.groups, data.labels, val_fraction=args.val_fraction, seed=args.seed)
-    return check_epoch_split(recs, data, input_spec, prep, args.events, train, val, strict=args.strict)
+    return check_epoch_split(recs, data, train, val, strict=args.strict)

@@ -124,7 +124,7 @@ def prepare_data(config: RunConfig) -> RunData:
     from .leaks import check_epoch_split
 
     held_out = np.concatenate([val_idx, test_idx]).astype(np.int64)
-    for warning in check_epoch_split(recordings, data, input_spec, prep, d.events, train_idx, held_out):
+    for warning in check_epoch_split(recordings, data, train_idx, held_out):
         log.warning("%s", warning)
     norm = fit_channel_normalization(data.X[train_idx])  # training split only
     return RunData(
