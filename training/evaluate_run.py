@@ -81,7 +81,7 @@ def _rebuild(
     d, tr = config.data, config.train
     cp = card.preprocessing
     prep = Preprocessing(bandpass=cp.bandpass, notch=cp.notch, filter=cp.filter)  # as fit_run: no normalisation
-    data = cut_epochs(recordings, card.input, prep, events=d.events, label_regex=d.label_regex,
+    data = cut_epochs(recordings, card.input, prep, events=d.events, label_regex=d.rule().cut_regex,
                       image_regex=d.image_regex or None)  # fmt: skip
     classes = list(card.provenance["labels"]["classes"])
     index = {c: i for i, c in enumerate(classes)}

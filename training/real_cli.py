@@ -149,7 +149,7 @@ def distil_arguments(args: argparse.Namespace, default_label_regex: str) -> dict
     if args.label_map:
         rule = LabelRule.parse_mapping(args.label_map)
         assert rule.mapping is not None
-        label_regex = "^(?P<label>" + "|".join(re.escape(k) for k in rule.mapping) + ")$"
+        label_regex = rule.cut_regex
         class_names = dict(rule.mapping)
     elif args.event_fields and label_regex == default_label_regex:
         rule = LabelRule(field=args.event_fields[0])

@@ -93,6 +93,14 @@ class LabelRule:
             return f"(?P<label>{self.regex})" if not re.compile(self.regex).groups else None
         return None
 
+    @property
+    def cut_regex(self) -> str:
+        """A regex whose ``label`` group (else group 1, else the match) is a marker's raw class, for
+        :func:`training.fit.cut_epochs`; for a mapping, the marker values themselves, matched whole."""
+        if self.mapping is not None:
+            return "^(?P<label>" + "|".join(re.escape(k) for k in self.mapping) + ")$"
+        return self.daemon_regex or self.regex or ""
+
     def describe(self) -> dict[str, object]:
         """The rule as the card records it."""
         if self.mapping:
@@ -127,13 +135,18 @@ def window_samples(tmin: float, tmax: float, sfreq: float) -> int:
 
 
 def capped_band(
-    bandpass: tuple[float | None, float | None] | None, sfreq: float, *, explicit: bool, source: str = "the data"
+    bandpass: tuple[float | None, float | None] | None,
+    sfreq: float,
+    *,
+    explicit: bool,
+    source: str = "the data",
+    option: str = "--bandpass",
 ) -> tuple[float | None, float | None] | None:
     """The band to train with at ``sfreq`` Hz.
 
     A default band (``explicit=False``) whose high edge the rate cannot carry is capped to
     :data:`MAX_BAND_SHARE` × Nyquist, with a log message saying so. A band the user asked for is refused instead,
-    with a hint that names ``--bandpass``.
+    with a hint that names ``option``: a command-line flag (``--bandpass``) or a config key (``[data] bandpass``).
     """
     if bandpass is None:
         return None
@@ -142,18 +155,27 @@ def capped_band(
     limit = round(MAX_BAND_SHARE * nyquist, 1)
     if high is None or high <= limit:
         return bandpass
+    lo = low if low is not None else 1
+    verb = "pass" if option.startswith("--") else "set"  # a flag is passed, a config key is set
+
+    def fix(high_edge: float) -> str:
+        if verb == "pass":
+            return f"pass {option} {lo:g} {high_edge:g}"
+        return f"set {option} = [{float(lo)!r}, {float(high_edge)!r}]"
+
     if explicit:
         raise RealDataError(
             f"{source} samples at {sfreq:g} Hz (Nyquist {nyquist:g} Hz): the band {low:g}-{high:g} Hz cannot be "
-            f"filtered; pass --bandpass {low if low is not None else 1:g} {limit:g} (high edge at most {limit:g} Hz)"
+            f"filtered; {fix(limit)} (high edge at most {limit:g} Hz)"
         )
     if low is not None and low >= limit:
         raise RealDataError(
-            f"{source} at {sfreq:g} Hz cannot carry the default band {low:g}-{high:g} Hz; pass --bandpass"
+            f"{source} at {sfreq:g} Hz cannot carry the default band {low:g}-{high:g} Hz; {verb} {option} (a band "
+            f"below {limit:g} Hz)"
         )
     log.warning(
-        "band %g-%g Hz is above what %g Hz can carry: capped to %g-%g Hz (%g x Nyquist); pass --bandpass to choose",
-        low or 0, high, sfreq, low or 0, limit, MAX_BAND_SHARE,
+        "band %g-%g Hz is above what %g Hz can carry: capped to %g-%g Hz (%g x Nyquist); %s to choose",
+        low or 0, high, sfreq, low or 0, limit, MAX_BAND_SHARE, f"{verb} {option}",
     )  # fmt: skip
     return (low, limit)
 

@@ -16,6 +16,7 @@ from bci_stream.errors import ConfigError
 
 from .config import StrictFrozen, load
 from .fit import DEFAULT_EVENTS, DEFAULT_IMAGE_REGEX, DEFAULT_LABEL_REGEX
+from .realdata import LabelRule, RealDataError, window_samples
 
 EXAMPLE = "configs/train-synth.toml"
 
@@ -33,15 +34,27 @@ class SynthConfig(StrictFrozen):
 
 
 class DataConfig(StrictFrozen):
+    """``[data]``: where the epochs come from, which markers get one, where their class is, the window and band.
+
+    The label rule is exactly one of ``label_regex`` (default), ``label_field`` (an EEGLAB event field) and
+    ``[data.label_map]`` (marker value → class); ``event_fields`` alone labels by its first field, as ``distil
+    --event-fields`` does. ``tmax`` (s) sets ``n_times`` from the model rate; a default band the rate cannot carry
+    is capped below Nyquist (a ``bandpass`` you give is checked instead), as in ``distil``.
+    """
+
     recordings: list[Path] | None = None  # relative paths: to the working directory
     synth: SynthConfig | None = None
     events: str | None = DEFAULT_EVENTS
     label_regex: str = DEFAULT_LABEL_REGEX
+    label_field: str | None = None  # EEGLAB event field holding the class (markers read as type/field=value)
+    label_map: dict[str, str] | None = None  # marker value → class name, matched whole ([data.label_map])
+    event_fields: list[str] | None = Field(None, min_length=1)  # EEGLAB event fields appended to the markers
     image_regex: str | None = DEFAULT_IMAGE_REGEX  # "" → split by trial
     channels: list[str] | None = None
     sfreq: float | None = Field(None, gt=0)
     n_times: int = Field(440, gt=0)
     tmin: float = 0.04
+    tmax: float | None = None  # s after the marker; n_times = round((tmax - tmin) × rate)
     bandpass: tuple[float | None, float | None] | None = (5.0, 95.0)
     notch: float | None = 50.0  # 0 → none
     filter_order: int = Field(4, ge=1)
@@ -56,7 +69,55 @@ class DataConfig(StrictFrozen):
         for pattern in (self.events, self.label_regex, self.image_regex):
             if pattern:
                 re.compile(pattern)
+        rules = [k for k in ("label_regex", "label_field", "label_map") if k in self.model_fields_set]
+        if len(rules) > 1:
+            raise ValueError(f"give exactly one label rule, not {' and '.join(rules)}: label_regex (a regex with a "
+                             "'label' group), label_field (an EEGLAB event field) or [data.label_map]")  # fmt: skip
+        if self.label_map is not None and (not self.label_map or any(not v for v in self.label_map.values())):
+            raise ValueError('[data.label_map] needs at least one MARKER = "class" entry, each with a class name')
+        if (self.label_field or self.event_fields) and self.recordings is None:
+            raise ValueError("'label_field' and 'event_fields' read EEGLAB event fields: they need 'recordings'")
+        if self.tmax is not None:
+            if not self.tmax > self.tmin:
+                raise ValueError(f"tmax = {self.tmax:g} s must be after tmin = {self.tmin:g} s")
+            if self.sfreq is not None:  # else the recording's rate decides, when it is read
+                self.window(self.sfreq)
         return self
+
+    def rule(self) -> LabelRule:
+        """The label rule: the label map, the label field, the first event field, else the label regex."""
+        if self.label_map is not None:
+            return LabelRule(mapping=dict(self.label_map))
+        if self.label_field:
+            return LabelRule(field=self.label_field)
+        if self.event_fields and "label_regex" not in self.model_fields_set:
+            return LabelRule(field=self.event_fields[0])  # as distil --event-fields
+        return LabelRule(regex=self.label_regex)
+
+    def fields_to_read(self) -> list[str] | None:
+        """EEGLAB event fields to read into the markers (``event_fields`` and the ``label_field``)."""
+        fields = list(self.event_fields or [])
+        if self.label_field and self.label_field not in fields:
+            fields.append(self.label_field)
+        return fields or None
+
+    def window(self, rate: float) -> int:
+        """Samples per epoch at the model ``rate`` (Hz): from ``tmax`` when given, else ``n_times``.
+
+        Raises ValueError when ``tmax`` and an explicit ``n_times`` disagree (naming both keys).
+        """
+        if self.tmax is None:
+            return self.n_times
+        try:
+            n = window_samples(self.tmin, self.tmax, rate)
+        except RealDataError as exc:
+            raise ValueError(f"tmin / tmax: {exc}") from None
+        if "n_times" in self.model_fields_set and n != self.n_times:
+            raise ValueError(
+                f"tmax = {self.tmax:g} s (with tmin = {self.tmin:g} s) gives {n} samples at {rate:g} Hz but n_times = "
+                f"{self.n_times}; give only one of tmax and n_times"
+            )
+        return n
 
 
 class TeacherConfig(StrictFrozen):

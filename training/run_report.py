@@ -36,7 +36,9 @@ def run_card(
     metrics: dict[str, Any],
 ) -> ModelCard:
     tr = config.train
-    names = [teacher.name_of(c) if teacher is not None else c for c in classes]
+    rule = config.data.rule()
+    mapped = rule.mapping or {}  # a label map names the classes: marker "1" → "house"
+    names = [mapped.get(c) or (teacher.name_of(c) if teacher is not None else c) for c in classes]
     return ModelCard(
         name=config.run.name or config_path.stem,
         version=config.run.version,
@@ -59,7 +61,7 @@ def run_card(
             },
             "data": "; ".join(data.sources),
             "events": config.data.events,
-            "labels": {"regex": config.data.label_regex, "classes": classes},
+            "labels": {**rule.describe(), "classes": classes},
             "split": f"by-{data.split_unit}",
             "val_fraction": tr.val_fraction,
             "test_fraction": tr.test_fraction,

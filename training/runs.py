@@ -104,19 +104,44 @@ def default_run_dir(config: RunConfig, config_path: Path | None) -> Path:
     return Path("runs") / f"{name}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_data(config: RunConfig) -> RunData:
-    """The daemon's epoch path (:func:`training.fit.cut_epochs`), split by image, train-only normalisation."""
+def data_spec(config: RunConfig, recordings: list[Any], source: str = "run config") -> tuple[InputSpec, Preprocessing]:
+    """The model input (window from ``tmax`` or ``n_times``, events and label rule) and causal preprocessing
+    (band capped below Nyquist, as ``distil``) of a run on ``recordings``; ``source`` names the config file."""
+    from .realdata import RealDataError, capped_band
+
+    d = config.data
+    rate = d.sfreq or recordings[0].sfreq  # the model rate: the pipeline resamples to it
+    try:
+        n_times = d.window(rate)
+        band = capped_band(d.bandpass, rate, explicit="bandpass" in d.model_fields_set,
+                           source=recordings[0].source, option="[data] bandpass")  # fmt: skip
+    except (ValueError, RealDataError) as exc:
+        raise ConfigError(f"{source}: data: {exc}") from None
+    input_spec, prep = epoch_spec(
+        recordings, channels=d.channels or None, sfreq=d.sfreq, n_times=n_times, tmin=d.tmin,
+        bandpass=band, notch=d.notch or None, filter_order=d.filter_order,
+    )  # fmt: skip
+    missing = [c for c in input_spec.channels if any(c not in rec.ch_names for rec in recordings)]
+    if missing:
+        raise ConfigError(f"{source}: data.channels: {missing} not in every recording (the first has "
+                          f"{recordings[0].ch_names}); name channels the recordings have")  # fmt: skip
+    rule = d.rule()
+    # the card records the markers and the label rule, so the daemon serves (and scores) it without extra flags
+    return input_spec.model_copy(update={"events": d.events, "label": rule.daemon_regex}), prep
+
+
+def prepare_data(config: RunConfig, source: str = "run config") -> RunData:
+    """The daemon's epoch path (:func:`training.fit.cut_epochs`), split by image, train-only normalisation.
+
+    ``source`` (the config file) prefixes errors about the config's values.
+    """
     from .fit import cut_epochs
 
     d, tr = config.data, config.train
     recordings, teacher = _load_data(config)
-    input_spec, prep = epoch_spec(
-        recordings, channels=d.channels or None, sfreq=d.sfreq, n_times=d.n_times, tmin=d.tmin,
-        bandpass=d.bandpass, notch=d.notch or None, filter_order=d.filter_order,
-    )  # fmt: skip
-    data = cut_epochs(
-        recordings, input_spec, prep, events=d.events, label_regex=d.label_regex, image_regex=d.image_regex or None
-    )
+    input_spec, prep = data_spec(config, recordings, source)
+    data = cut_epochs(recordings, input_spec, prep, events=d.events, label_regex=d.rule().cut_regex,
+                      image_regex=d.image_regex or None)  # fmt: skip
     classes, y = class_index(data.labels, teacher)
     # train / validation / test by image, before any training; the test split is never looked at here
     train_idx, val_idx, test_idx = split_run(data.groups, data.labels, tr, data.split_unit)
@@ -161,14 +186,14 @@ def _tensors(rd: RunData) -> tuple[Any, Any, Any]:
     return torch.from_numpy(rd.X), torch.from_numpy(rd.y), Tt
 
 
-def _build_student(config: RunConfig, n_chans: int, n_out: int, sfreq: float) -> Any:
+def _build_student(config: RunConfig, n_chans: int, n_out: int, n_times: int, sfreq: float) -> Any:
     """A fresh student of the config, seeded with ``[train] seed``."""
     import torch
 
     from .students import build_student
 
     torch.manual_seed(config.train.seed)
-    return build_student(config.student.name, n_chans, n_out, config.data.n_times, sfreq, **config.student.options)
+    return build_student(config.student.name, n_chans, n_out, n_times, sfreq, **config.student.options)
 
 
 def fit_run(
@@ -224,14 +249,14 @@ def _fit(
         torch.set_num_threads(tr.threads)
     run_dir = _run_dir(config, config_path, out, resume, dd)
     t_start = time.perf_counter()
-    rd = prepare_data(config)
+    rd = prepare_data(config, str(config_path))
     n_out = len(rd.classes)
     if dd.main:
         log.info(
             "data: %d epochs (%d dropped), %d classes, split by %s: %d train / %d validation; world size %d",
             len(rd.y), rd.epochs.n_dropped, n_out, rd.epochs.split_unit, len(rd.train_idx), len(rd.val_idx), dd.world,
         )  # fmt: skip
-    model = _build_student(config, len(rd.input_spec.channels), n_out, rd.input_spec.sfreq)
+    model = _build_student(config, len(rd.input_spec.channels), n_out, rd.input_spec.n_times, rd.input_spec.sfreq)
     if dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
@@ -319,7 +344,7 @@ def train_fixed_epochs(
     import torch
 
     tr = config.train
-    model = _build_student(config, X.shape[2], n_out, sfreq)
+    model = _build_student(config, X.shape[2], n_out, X.shape[1], sfreq)
     Tt = torch.from_numpy(t_logits) if t_logits is not None else None
     train = IndexBatches(torch.from_numpy(X), torch.from_numpy(y), train_idx, batch_size=tr.batch_size,
                          seed=tr.seed, teacher=Tt, order="distributed")  # fmt: skip
@@ -352,7 +377,7 @@ def _load_data(config: RunConfig) -> tuple[list[Any], Any]:
         missing = [str(p) for p in d.recordings if not p.is_file()]
         if missing:
             raise ConfigError(f"data.recordings: file not found: {', '.join(missing)}")
-        recordings = [read_recording(p) for p in d.recordings]
+        recordings = [read_recording(p, event_fields=d.fields_to_read()) for p in d.recordings]
         teacher = None
     if source not in ("none", "synthetic"):
         teacher = PrecomputedTeacher.load(source)
