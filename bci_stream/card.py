@@ -121,6 +121,9 @@ class InputSpec(_Strict):
     # The markers the model was trained on: the daemon uses them unless its config says otherwise.
     events: str | None = Field(None, description="regex (re.search) of the markers that get an epoch")
     label: str | None = Field(None, description="regex whose group 'label' names the true class in a marker")
+    label_map: dict[str, str] | None = Field(
+        None, description="marker value (matched whole) -> true class; when given, used instead of 'label'"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> InputSpec:
@@ -128,6 +131,14 @@ class InputSpec(_Strict):
         if dupes:
             raise ValueError(f"input channels are duplicated: {dupes}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Cards without a label map serialise exactly as before it existed (byte-identical exports).
+        data: dict[str, Any] = handler(self)
+        if data.get("label_map") is None:
+            data.pop("label_map", None)
+        return data
 
     @property
     def duration(self) -> float:

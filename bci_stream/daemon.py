@@ -19,13 +19,15 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pylsl
 
 from . import lsl
 from .acquisition import Accepted, Acquisition, Item, StreamHealth, ValenceWindow
-from .config import DEFAULT_EVENTS, DaemonConfig, StreamSelector, marker_rules
+from .card import InputSpec
+from .config import DEFAULT_EVENTS, DaemonConfig, MarkerSection, StreamSelector, marker_rules
 from .epochs import Drop, DropReason, Epoch, Marker
 from .errors import BciStreamError, ModelCardError
 from .features import FeatureContext, FeaturePipeline
@@ -51,6 +53,37 @@ def class_for_label(label: str, classes: list[str]) -> str | None:
         if label == cls or label == cls.split(" ", 1)[0]:
             return cls
     return None
+
+
+@dataclass(frozen=True)
+class TruthRule:
+    """How a marker names its true class, for live accuracy: a regex's ``label`` group, or a map of whole marker
+    values to classes (a card's ``input.label_map``); ``described`` says which, and where it came from."""
+
+    pattern: re.Pattern[str] | None
+    mapping: dict[str, str] | None
+    described: str
+
+    @classmethod
+    def choose(cls, markers: MarkerSection, card: InputSpec) -> TruthRule:
+        """The config's ``[markers] label`` when given, else the card's label map, else its regex, else the default."""
+        label = marker_rules(markers, card.events, card.label)[1]
+        if markers.label is None and card.label_map:
+            pairs = ", ".join(f"{k!r}: {v!r}" for k, v in list(card.label_map.items())[:10])
+            more = f" ... ({len(card.label_map)} entries)" if len(card.label_map) > 10 else ""
+            return cls(None, dict(card.label_map), f"map {{{pairs}{more}}} (from the model card)")
+        if label:
+            where = ("config [markers] label" if markers.label is not None
+                     else "the model card" if card.label else "the default")  # fmt: skip
+            return cls(re.compile(label), None, f"regex {label!r} (from {where})")
+        return cls(None, None, "none (config [markers] label = ''): accuracy is not scored")
+
+    def raw(self, value: str) -> str | None:
+        """The true class the marker ``value`` names (before matching it to the model's classes), or None."""
+        if self.mapping is not None:
+            return self.mapping.get(value)  # a marker the map does not name has no true class
+        m = self.pattern.search(value) if self.pattern is not None else None
+        return m.groupdict().get("label") if m is not None else None
 
 
 class _NoMatchWatch:
@@ -99,7 +132,7 @@ class Daemon:
         self._parts: dict[str, deque[float]] = {k: deque(maxlen=2000) for k in _TIMING_PARTS}
         self.zero_shot: ZeroShotHead | None = None  # the class table of an embedding model (issue 13)
         self._valence_latencies: deque[float] = deque(maxlen=2000)
-        self._label_re: re.Pattern[str] | None = None
+        self._truth = TruthRule(None, None, "none")  # how a marker names its true class (live accuracy)
         self.events: str = DEFAULT_EVENTS
         self._events_from = "default"
         self._unknown_labels: set[str] = set()
@@ -189,10 +222,11 @@ class Daemon:
     def _choose_events(self) -> None:
         """Events and label rule: the config's when given, else the card's, else the defaults; say which."""
         assert self.model is not None
-        card = self.model.card.input
-        self.events, label, self._events_from = marker_rules(self.config.markers, card.events, card.label)
-        self._label_re = re.compile(label) if label else None
-        log.info("markers matching %r get an epoch (from %s); labels by %r", self.events, self._events_from, label)
+        card, markers = self.model.card.input, self.config.markers
+        self.events, _label, self._events_from = marker_rules(markers, card.events, card.label)
+        self._truth = TruthRule.choose(markers, card)
+        log.info("markers matching %r get an epoch (from %s); true classes by %s", self.events, self._events_from,
+                 self._truth.described)  # fmt: skip
 
     def _make_pipeline(self, desc: lsl.StreamDescription) -> EpochPipeline:
         assert self.model is not None
@@ -402,10 +436,10 @@ class Daemon:
         return ModelInfo(name=model.card.name, version=model.card.version, sha256=model.sha256)
 
     def _score(self, marker: Marker, label: str, classes: list[str]) -> tuple[str | None, bool | None]:
-        if self._label_re is None or (m := self._label_re.search(marker.value)) is None:
+        raw = self._truth.raw(marker.value)
+        if raw is None:
             return None, None
-        raw = m.groupdict().get("label")
-        true_label = class_for_label(raw, classes) if raw is not None else None
+        true_label = class_for_label(raw, classes)
         if true_label is None:
             if raw not in self._unknown_labels:
                 self._unknown_labels.add(str(raw))
@@ -589,6 +623,7 @@ class Daemon:
             cpu_percent=self._cpu_percent,
             queued=len(acq.queue) if acq else 0,
             events=f"{self.events} (from {self._events_from})",
+            labels=self._truth.described,
             insecure=self.publisher.insecure,
             warnings=list(self.publisher.warnings) + (list(acq.warnings) if acq else []),
         )

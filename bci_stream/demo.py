@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -27,6 +28,9 @@ from .errors import BciStreamError, RecordingError
 from .listen import ValenceScale, format_message
 from .messages import Drop, Prediction, Status, Valence
 from .recordings import read_recording
+
+if TYPE_CHECKING:
+    from .daemon import TruthRule
 
 
 def free_tcp_endpoint() -> str:
@@ -48,14 +52,15 @@ def summary_line(predictions: list[Prediction], drops: list[Drop], markers: int,
     )
 
 
-def offline_accuracy(recording: Path, model: Path, events: str, label: str | None) -> str:
+def offline_accuracy(recording: Path, model: Path, events: str, label: str | TruthRule | None) -> str:
     """The model's accuracy on ``recording`` cut offline: the same pipeline, normalisation, ONNX model and scoring
     rule as the daemon, in one piece instead of live chunks (``make demo-real`` prints it beside the live one).
+    ``label`` is the daemon's :class:`~bci_stream.daemon.TruthRule` (a regex or a label map), or a regex.
 
     The samples first take the replay's round trip (float32 in microvolts on the wire, back to volts), so the two
     paths see the same numbers; "n/a" when no epoch carries a label the model knows.
     """
-    from .daemon import class_for_label
+    from .daemon import TruthRule, class_for_label
     from .inference import OnnxModel
     from .pipeline import epochs_from_recording
     from .replay import STREAM_UNITS
@@ -71,11 +76,11 @@ def offline_accuracy(recording: Path, model: Path, events: str, label: str | Non
     if not len(es.X) or not label:
         return "n/a"
     logits = onnx.run(normalize(es.X, card.preprocessing.normalization))
-    pattern = re.compile(label)
+    rule = label if isinstance(label, TruthRule) else TruthRule(re.compile(label), None, label)
     scored = []
     for marker, row in zip(es.markers, logits, strict=True):
-        m = pattern.search(marker.value)
-        truth = class_for_label(m.group("label"), onnx.classes) if m else None
+        raw = rule.raw(marker.value)
+        truth = class_for_label(raw, onnx.classes) if raw is not None else None
         if truth is not None:
             scored.append(onnx.classes[int(np.argmax(row))] == truth)
     return f"{np.mean(scored):.3f}" if scored else "n/a"
@@ -210,7 +215,10 @@ def run_demo(
         )
     line = summary_line(predictions, drops, expected, provider)
     if offline:  # issue 11: the same model on the same recording, cut offline; it must agree with accuracy=
-        rule_events, rule_label, _ = marker_rules(cfg.markers, card.events, card.label)  # the daemon's own rule
-        line += f" offline_accuracy={offline_accuracy(recording, model, rule_events, rule_label)}"
+        from .daemon import TruthRule
+
+        rule_events = marker_rules(cfg.markers, card.events, card.label)[0]  # the daemon's own rules
+        truth = TruthRule.choose(cfg.markers, card)
+        line += f" offline_accuracy={offline_accuracy(recording, model, rule_events, truth)}"
     out(line)
     return 0 if answered == expected else 1

@@ -169,6 +169,9 @@ class Status(Message):
     cpu_percent: float | None = Field(None, description="CPU time the daemon used per second of wall time, %")
     queued: int = Field(0, description="items waiting for the inference loop")
     events: str | None = Field(None, description="the regex markers must match, and where it came from")
+    labels: str | None = Field(
+        None, description="the rule giving a marker its true class (regex or map; for accuracy), and where it came from"
+    )
     insecure: bool = Field(False, description="publishing on a non-loopback endpoint without CURVE (--insecure)")
     warnings: list[str] = Field(default_factory=list, description="problems the operator should know about, once each")
 

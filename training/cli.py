@@ -106,8 +106,10 @@ def _cmd_distil(args: argparse.Namespace) -> int:
         seed=args.seed,
         name=args.name or Path(args.out).stem,
     )
+    rule = real["rule"]  # a label map goes into the card as one, so the daemon scores the named classes live
     card = result.card.model_copy(update={"input": result.card.input.model_copy(
-        update={"events": args.events, "label": real["rule"].daemon_regex or real["label_regex"]})})  # fmt: skip
+        update={"events": args.events, "label": rule.daemon_regex or real["label_regex"],
+                "label_map": dict(rule.mapping) if rule.mapping else None})})  # fmt: skip
     path = export_onnx(result.model, card, args.out)
     print(json.dumps({"path": str(path), **result.metrics, "leak_warnings": leak_warnings}, indent=2))
     return 0

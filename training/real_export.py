@@ -80,7 +80,10 @@ def export_student(
         },
         "warnings": result.warnings,
     }
-    spec_in = data.input_spec.model_copy(update={"events": data.events, "label": data.rule.daemon_regex})
+    spec_in = data.input_spec.model_copy(
+        update={"events": data.events, "label": data.rule.daemon_regex,
+                "label_map": dict(data.rule.mapping) if data.rule.mapping else None}
+    )  # fmt: skip
     card = ModelCard(
         name=name,
         version=version,

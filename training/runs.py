@@ -127,7 +127,9 @@ def data_spec(config: RunConfig, recordings: list[Any], source: str = "run confi
                           f"{recordings[0].ch_names}); name channels the recordings have")  # fmt: skip
     rule = d.rule()
     # the card records the markers and the label rule, so the daemon serves (and scores) it without extra flags
-    return input_spec.model_copy(update={"events": d.events, "label": rule.daemon_regex}), prep
+    update = {"events": d.events, "label": rule.daemon_regex,
+              "label_map": dict(rule.mapping) if rule.mapping else None}  # fmt: skip
+    return input_spec.model_copy(update=update), prep
 
 
 def prepare_data(config: RunConfig, source: str = "run config") -> RunData:
