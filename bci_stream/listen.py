@@ -168,7 +168,8 @@ def card_summary(card: ModelCard, *, path: str | Path | None = None) -> list[str
     labels = prov.get("labels")
     if events or labels:
         regex = labels.get("regex") if isinstance(labels, dict) else None
-        lines.append(f"events: {events!r}" + (f", labels {regex!r}" if regex else ""))
+        rule = f", labels by map {card.input.label_map!r}" if card.input.label_map else ""
+        lines.append(f"events: {events!r}" + (rule or (f", labels {regex!r}" if regex else "")))
     student = prov.get("student")
     student_name = student.get("name") if isinstance(student, dict) else student
     origin = [str(x) for x in (student_name, prov.get("loss"), prov.get("code_version")) if x]

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import time
 from dataclasses import dataclass
@@ -126,6 +127,16 @@ def data_spec(config: RunConfig, recordings: list[Any], source: str = "run confi
         raise ConfigError(f"{source}: data.channels: {missing} not in every recording (the first has "
                           f"{recordings[0].ch_names}); name channels the recordings have")  # fmt: skip
     rule = d.rule()
+    events = re.compile(d.events) if d.events else None
+    for rec in recordings:  # before any training: a selected marker the rule cannot label, named with the keys
+        bad = next((m.value for m in rec.markers if (events is None or events.search(m.value))
+                    and rule.label_of(m.value) is None), None)  # fmt: skip
+        if bad is not None:
+            raise ConfigError(
+                f"{source}: data: marker {bad!r} of {rec.source} matches events {d.events!r} but the label rule "
+                f"{rule.describe()} gives it no class; narrow 'events' or fix the rule (label_regex, label_field "
+                "with event_fields, or [data.label_map])"
+            )
     # the card records the markers and the label rule, so the daemon serves (and scores) it without extra flags
     update = {"events": d.events, "label": rule.daemon_regex,
               "label_map": dict(rule.mapping) if rule.mapping else None}  # fmt: skip

@@ -114,6 +114,11 @@ def test_fit_command_line_runs_a_real_config(eeglab, tmp_path: Path, capsys) -> 
         ('label_field = "position"', "bandpass = [5.0, 95.0]", ["bandpass", "57.6"]),
         ('label_field = "position"', "channels_typo = []", ["channels_typo"]),
         ('label_field = "position"', 'channels = ["EEG 000", "Cz"]', ["data.channels", "Cz"]),
+        (
+            'event_fields = ["position"]',
+            '[data.label_map]\n"square/position=1" = "left"',
+            ["'square/position=2'", "events", "label_map"],
+        ),
     ],
 )
 def test_bad_combinations_are_refused_naming_file_and_keys(eeglab, tmp_path: Path, rule, extra, keys) -> None:

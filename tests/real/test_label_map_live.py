@@ -15,6 +15,7 @@ from bci_stream.client import Subscriber
 from bci_stream.daemon import TruthRule
 from bci_stream.demo import offline_accuracy
 from bci_stream.epochs import Marker
+from bci_stream.listen import card_summary
 from bci_stream.messages import Prediction, Status
 from bci_stream.recordings import read_recording
 from tests.support import collect, daemon_config, playing, running_daemon, unique
@@ -72,6 +73,7 @@ def test_daemon_scores_live_accuracy_by_the_cards_label_map(sub02, tmp_path: Pat
     model = export_run(tmp_path / "run")
     card = read_card(model).input
     assert card.label_map == MAP and card.events == "^[12]$"  # the run's card carries the map
+    assert any("labels by map {'1': 'house', '2': 'face'}" in line for line in card_summary(read_card(model)))
 
     rec = read_recording(test)
     name = unique("n170-codes")
