@@ -21,6 +21,9 @@ N170_RECIPE    := --events '^stim/' --label 'stim/(?P<label>face|house)' --tmin 
 # n170-shortlist` cross-validates N170_CANDIDATES leave-one-run-out on subject 02 only (runs 1 and 2, never
 # trained on here) with N170_RECIPE; the shortlist is the two with the highest accuracy there (rule fixed before
 # that run). crossval on runs 1-5 then picks the better one and --export retrains it on all five runs.
+# Result (2026-12-03, 395 trials, chance 0.506): eegnet+bal 0.577, eegnet 0.549, conv1d+bal 0.521,
+# shallow-fbcsp+bal 0.514, shallow-fbcsp 0.511, conv1d 0.486 (xdawn baseline 0.582). The same two students had
+# been shortlisted earlier after the subject-01 six-run table (run 6 included) was seen; this blind rerun keeps them.
 N170_CANDIDATES := eegnet,eegnet+bal,shallow-fbcsp,shallow-fbcsp+bal,conv1d,conv1d+bal
 N170_SUB02     := $(foreach r,1 2,$(N170_DATA)/sub-02_ses-01_run-0$(r)_eeg.fif)
 N170_STUDENT   := eegnet,eegnet+bal
