@@ -72,6 +72,12 @@ def test_eeglab_event_field_run_records_events_and_rule(eeglab, tmp_path: Path, 
     assert card.provenance["labels"] == {"field": "position", "regex": card.input.label, "classes": ["1", "2"]}
     assert result.metrics["n_train"] + result.metrics["n_val"] == 80  # the 80 'square' events, 'rt' left out
 
+    # bci-train evaluate rebuilds the same epochs and split from the saved config (event field read again)
+    from training.evaluate_run import evaluate_run
+
+    ev = evaluate_run(tmp_path / "run", n_permutations=1000)
+    assert ev["split_kind"] == "validation" and ev["predictions"]["chance_majority"] >= 0.5
+
 
 def test_n170_label_map_names_classes_and_card_carries_the_map(sub02, tmp_path: Path) -> None:
     """Marker values to classes by a table; ``[data.label_map]`` also picks which markers are labelled."""
