@@ -261,7 +261,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model = args.legacy_model
     seconds = 60.0 * args.minutes if args.minutes else args.seconds
     return run_bench(
-        model=model, repeats=args.repeats, batch_sizes=args.batch, out=args.out, seconds=seconds, rates=args.rates
+        model=model,
+        repeats=args.repeats,
+        batch_sizes=args.batch,
+        out=args.out,
+        seconds=seconds,
+        rates=args.rates,
+        aligned=args.aligned,
     )
 
 
@@ -374,6 +380,11 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--seconds", type=float, default=20.0, help="length of each live replay (default 20)")
     bn.add_argument("--rates", type=float, nargs="+", default=[2.0, 50.0], help="markers per second (default 2 50)")
     bn.add_argument("--minutes", type=float, help="soak: each live replay lasts this many minutes (RSS start/end)")
+    bn.add_argument(
+        "--aligned",
+        action="store_true",
+        help="end every window with a chunk (the processing floor); default: onsets random within a chunk",
+    )
     bn.set_defaults(func=cmd_bench)
 
     si = sub.add_parser(
