@@ -58,8 +58,10 @@ models: $(STAMP)
 	$(BIN)/bci-train crossval --recordings $(N170_TRAIN) $(N170_RECIPE) --students $(N170_STUDENT) \
 	    --out build/n170-crossval --export $(N170_MODEL)
 
+# the peer baseline (a hand-built mne-lsl pipeline) needs the `bench` extra; the results land in build/bench.json
 bench: $(STAMP)
-	$(BIN)/bci-stream bench exported/cogninet-synth.onnx
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/bci-stream bench exported/cogninet-synth.onnx --baseline mne-lsl --out build/bench.json
 
 clean:
 	rm -rf build runs .pytest_cache .mypy_cache .ruff_cache

@@ -12,6 +12,8 @@ Two measurements, both on the real parts:
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -108,7 +110,7 @@ _RSS_EVERY = 10.0  # s between RSS samples of the daemon (a soak run's memory tr
 
 
 def live_latency(
-    model_path: Path, seconds: float = 20.0, rate: float = 2.0, *, aligned: bool = False
+    model_path: Path, seconds: float = 20.0, rate: float = 2.0, *, aligned: bool = False, baseline: str | None = None
 ) -> dict[str, Any]:
     """Replay a card-shaped stream in real time through a real ``bci-stream run`` process; measure it.
 
@@ -116,14 +118,21 @@ def live_latency(
     on the LSL clock (one machine). The daemon's own account of each prediction (``timing``: preprocess,
     queue, inference, publish, added latency from the arrival of the last sample) is summarised beside it.
     CPU and memory are the daemon process's own, from /proc; RSS is sampled every 10 s (a soak run's trace).
+    ``baseline="mne-lsl"`` measures the hand-built mne-lsl pipeline of :mod:`bci_stream.bench_mnelsl` instead,
+    on the same replay.
     """
     model = OnnxModel(model_path, "auto")
     spec = model.card.input
     rec = bench_recording(model.card, seconds, rate, aligned=aligned)
     name = f"bench-{uuid.uuid4().hex[:8]}"
     endpoint = free_tcp_endpoint()
-    cmd = [sys.executable, "-m", "bci_stream.cli", "-q", "run", "--model", str(model_path)]
-    cmd += ["--eeg-source-id", name, "--markers-source-id", f"{name}-markers", "--endpoint", endpoint, "--wait", "30"]
+    if baseline is None:
+        cmd = [sys.executable, "-m", "bci_stream.cli", "-q", "run", "--model", str(model_path), "--wait", "30"]
+    elif baseline == "mne-lsl":
+        cmd = [sys.executable, "-m", "bci_stream.bench_mnelsl", "--model", str(model_path)]
+    else:
+        raise BciStreamError(f"bench: unknown baseline {baseline!r}; known: mne-lsl")
+    cmd += ["--eeg-source-id", name, "--markers-source-id", f"{name}-markers", "--endpoint", endpoint]
     ctx = zmq.Context()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -164,7 +173,7 @@ def live_latency(
             seen[msg["marker"]["value"]] += 1
             if topic == b"prediction":
                 latencies.append((now - (msg["marker"]["time"] + offset)) * 1e3)
-                for key in _PARTS:
+                for key in _PARTS if "timing" in msg else ():  # a baseline gives no account of its own
                     parts[key].append(msg["timing"][key])
             else:
                 drops[msg["reason"]] += 1
@@ -184,6 +193,7 @@ def live_latency(
         err.close()
     values = {m.value for m in rec.markers}
     return {
+        "pipeline": "bci-stream run" if baseline is None else f"{baseline} (hand-built, bci_stream.bench_mnelsl)",
         "rate_per_s": rate,
         "seconds": seconds,
         "onsets": "aligned with chunk ends" if aligned else "random within a chunk",
@@ -192,7 +202,7 @@ def live_latency(
         "drops": dict(drops),
         "missing": len(values - set(seen)),
         "duplicated": sum(n - 1 for n in seen.values() if n > 1),
-        "provider": model.provider,
+        "provider": model.provider if baseline is None else "CPUExecutionProvider (ONNX Runtime defaults)",
         "latency_ms": _percentiles(latencies),
         "daemon_timing_ms": {key.removesuffix("_ms"): _percentiles(v) for key, v in parts.items()},
         "cpu_cores": cpu,
@@ -206,7 +216,7 @@ def _print_live(live: dict[str, Any]) -> None:
     shown = " ".join(f"{k} {v:.1f}" for k, v in lat.items() if v is not None)
     rss = live["rss_mb"]
     print(
-        f"live {live['rate_per_s']:g} markers/s for {live['seconds']:g} s ({live['onsets']}): "
+        f"{live['pipeline']}: live {live['rate_per_s']:g} markers/s for {live['seconds']:g} s ({live['onsets']}): "
         f"{live['predictions']}/{live['markers']} predicted, drops {live['drops'] or 0}, missing {live['missing']}, "
         f"duplicated {live['duplicated']}; latency past the window end (ms) {shown}; daemon CPU "
         f"{live['cpu_cores']:.2f} cores; RSS {rss['start']:.0f} -> {rss['end']:.0f} MB (max {rss['max']:.0f})"
@@ -214,7 +224,19 @@ def _print_live(live: dict[str, Any]) -> None:
     daemon = " ".join(
         f"{k} {v['p50']:.1f}/{v['p99']:.1f}" for k, v in live["daemon_timing_ms"].items() if v["p50"] is not None
     )
-    print(f"  the daemon's account, from the arrival of the last sample, p50/p99 ms: {daemon}")
+    if daemon:
+        print(f"  the daemon's account, from the arrival of the last sample, p50/p99 ms: {daemon}")
+
+
+def _machine() -> dict[str, Any]:
+    """What the numbers were measured on (a benchmark says so: STYLE.md)."""
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"cpu": cpu, "cores": os.cpu_count(), "load_average": list(os.getloadavg())}
 
 
 def run_bench(
@@ -226,11 +248,16 @@ def run_bench(
     seconds: float = 20.0,
     rates: list[float] | None = None,
     aligned: bool = False,
+    baseline: str | None = None,
 ) -> int:
     """Print (and optionally save as JSON) both measurements for ``model``."""
+    if baseline == "mne-lsl" and importlib.util.find_spec("mne_lsl") is None:
+        raise BciStreamError("bench --baseline mne-lsl needs mne-lsl: pip install -e '.[bench]' (make bench does)")
     onnx_model = OnnxModel(model, "auto")
+    machine = _machine()
     print(
-        f"bench: {model} ({onnx_model.card.name}) on {onnx_model.provider}, {platform.processor() or platform.machine()}"
+        f"bench: {model} ({onnx_model.card.name}) on {onnx_model.provider}; {machine['cpu']}, {machine['cores']} cores, "
+        f"load average {machine['load_average'][0]:.2f}"
     )
     rows = inference_times(onnx_model, batch_sizes or [1, 8, 32], repeats)
     print(f"{'batch':>6} {'median ms':>10} {'p99 ms':>8} {'ms/epoch':>9}")
@@ -241,9 +268,13 @@ def run_bench(
         print(f"live path: {seconds:g} s real-time replay, 128-channel-shaped stream, {rate:g} markers/s ...")
         lives.append(live_latency(model, seconds=seconds, rate=rate, aligned=aligned))
         _print_live(lives[-1])
+        if baseline is not None:
+            lives.append(live_latency(model, seconds=seconds, rate=rate, aligned=aligned, baseline=baseline))
+            _print_live(lives[-1])
     live = lives
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"model": str(model), "inference": rows, "live": live}, indent=2))
+        machine["load_average_end"] = list(os.getloadavg())
+        out.write_text(json.dumps({"model": str(model), "machine": machine, "inference": rows, "live": live}, indent=2))
         print(f"wrote {out}")
     return 0

@@ -268,6 +268,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seconds=seconds,
         rates=args.rates,
         aligned=args.aligned,
+        baseline=args.baseline,
     )
 
 
@@ -384,6 +385,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--aligned",
         action="store_true",
         help="end every window with a chunk (the processing floor); default: onsets random within a chunk",
+    )
+    bn.add_argument(
+        "--baseline",
+        choices=["mne-lsl"],
+        help="also measure a hand-built mne-lsl pipeline on the same replay (needs: pip install mne-lsl)",
     )
     bn.set_defaults(func=cmd_bench)
 
