@@ -145,7 +145,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(headline(results), indent=2))
             return 0
-        if results["confounded"]:
+        if results.get("confounded"):
             print(results["sentence"])
         print(f"report: {results['report']}")
         print(json.dumps(headline(results), indent=2))
@@ -190,7 +190,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                      progress=not args.no_progress)  # fmt: skip
     if result.path is not None:
         m = result.metrics
-        keys = ("finished", "best_epoch", "epochs_trained", "val_accuracy", "chance_level", "p_value_permutation")
+        keys = (
+            "finished",
+            "best_epoch",
+            "epochs_trained",
+            "val_accuracy",
+            "chance_level",
+            "p_value_permutation",
+            "val_top1",
+            "val_chance_top1",
+        )  # the last two: an [embedding] run (validation classes)
         print(json.dumps({"run": str(result.path), **{k: m[k] for k in keys if k in m}}, indent=2))
     return 0
 
