@@ -83,9 +83,9 @@ def _image_rows(config: RunConfig, run_images: list[str]) -> np.ndarray:
         from .synthetic import image_embeddings_of
 
         return image_embeddings_of(run_images)
-    from .image_encoder import image_embeddings
+    from .image_encoder import DEFAULT_CACHE, image_embeddings
 
-    return image_embeddings(e.images, run_images, images=e.image_files)
+    return image_embeddings(e.images, run_images, images=e.image_files, cache_dir=e.image_cache or DEFAULT_CACHE)
 
 
 def class_table(rows: np.ndarray, images: list[str], labels: list[str], classes: list[str]) -> np.ndarray:

@@ -86,6 +86,7 @@ class EmbeddingConfig(StrictFrozen):
 
     images: str = "synthetic"  # "synthetic" (synth data), a precomputed .npz (images, embeddings) or an .onnx encoder
     image_files: Path | None = None  # the images an .onnx encoder embeds (.npz id → HxWx3 uint8, or a PNG folder)
+    image_cache: Path | None = None  # where encoder embeddings are cached; default ~/.cache/bci-stream/image-embeddings
     objective: Literal["infonce", "hinge"] = "infonce"
     margin: float = Field(0.2, gt=0)  # hinge only
     val_classes: int = Field(2, ge=2)  # whole classes that choose the epoch

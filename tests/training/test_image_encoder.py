@@ -144,3 +144,24 @@ def test_cli_writes_the_npz_training_reads(encoder, tmp_path, capsys):
     assert np.abs(load_image_embeddings(out, ids) - _torch_embeddings(model, images)).max() < 1e-5
     assert main(["image-embeddings", str(tmp_path / "none.onnx"), "--images", str(npz), "--out", str(out)]) == 2
     assert "none.onnx" in capsys.readouterr().err
+
+
+def test_an_embedding_run_takes_its_image_embeddings_from_an_encoder(encoder, tmp_path):
+    """``[embedding] images = ENCODER.onnx`` with ``image_files``: the run's rows are the encoder's embeddings."""
+    from training.embedding_run import _image_rows
+    from training.run_config import RunConfig
+
+    model, path = encoder
+    images = _images()
+    npz = tmp_path / "images.npz"
+    np.savez(npz, **images)
+    config = RunConfig.model_validate({
+        "data": {"synth": {"classes": 8}}, "student": {"name": "nice"},
+        "embedding": {"images": str(path), "image_files": str(npz), "image_cache": str(tmp_path / "cache")},
+    })  # fmt: skip
+    shown = ["c03_1", "c00_0", "c03_1"]
+    rows = _image_rows(config, shown)
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    want = _torch_embeddings(model, images)
+    order = sorted(images)
+    assert np.abs(rows - want[[order.index(i) for i in shown]]).max() < 1e-5
