@@ -62,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "log": args.log,
             "insecure": True if args.insecure else None,
             "lsl": True if args.lsl_outlet else None,
+            "embeddings": True if args.embeddings else None,
         },
         "runtime": {"wait": args.wait, "until_idle": args.until_idle},
     }
@@ -306,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--lsl-outlet", action="store_true", help="also publish results as LSL outlets (sets [publish] lsl = true)"
+    )
+    run.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="an embedding model's predictions also carry the unit embedding (sets [publish] embeddings = true)",
     )
     run.set_defaults(func=cmd_run)
 
