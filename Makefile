@@ -69,8 +69,10 @@ n170-shortlist: $(STAMP)
 	$(BIN)/bci-train crossval --recordings $(N170_SUB02) $(N170_RECIPE) --students $(N170_CANDIDATES) \
 	    --out build/n170-shortlist
 
+# the peer baseline (a hand-built mne-lsl pipeline) needs the `bench` extra; the results land in build/bench.json
 bench: $(STAMP)
-	$(BIN)/bci-stream bench exported/cogninet-synth.onnx
+	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/bci-stream bench exported/cogninet-synth.onnx --baseline mne-lsl --out build/bench.json
 
 clean:
 	rm -rf build runs .pytest_cache .mypy_cache .ruff_cache

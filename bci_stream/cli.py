@@ -62,6 +62,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "log": args.log,
             "insecure": True if args.insecure else None,
             "lsl": True if args.lsl_outlet else None,
+            "embeddings": True if args.embeddings else None,
         },
         "runtime": {"wait": args.wait, "until_idle": args.until_idle},
     }
@@ -261,7 +262,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         model = args.legacy_model
     seconds = 60.0 * args.minutes if args.minutes else args.seconds
     return run_bench(
-        model=model, repeats=args.repeats, batch_sizes=args.batch, out=args.out, seconds=seconds, rates=args.rates
+        model=model,
+        repeats=args.repeats,
+        batch_sizes=args.batch,
+        out=args.out,
+        seconds=seconds,
+        rates=args.rates,
+        aligned=args.aligned,
+        baseline=args.baseline,
     )
 
 
@@ -299,6 +307,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument(
         "--lsl-outlet", action="store_true", help="also publish results as LSL outlets (sets [publish] lsl = true)"
+    )
+    run.add_argument(
+        "--embeddings",
+        action="store_true",
+        help="an embedding model's predictions also carry the unit embedding (sets [publish] embeddings = true)",
     )
     run.set_defaults(func=cmd_run)
 
@@ -374,6 +387,16 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--seconds", type=float, default=20.0, help="length of each live replay (default 20)")
     bn.add_argument("--rates", type=float, nargs="+", default=[2.0, 50.0], help="markers per second (default 2 50)")
     bn.add_argument("--minutes", type=float, help="soak: each live replay lasts this many minutes (RSS start/end)")
+    bn.add_argument(
+        "--aligned",
+        action="store_true",
+        help="end every window with a chunk (the processing floor); default: onsets random within a chunk",
+    )
+    bn.add_argument(
+        "--baseline",
+        choices=["mne-lsl"],
+        help="also measure a hand-built mne-lsl pipeline on the same replay (needs: pip install mne-lsl)",
+    )
     bn.set_defaults(func=cmd_bench)
 
     si = sub.add_parser(

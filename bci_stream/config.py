@@ -136,6 +136,9 @@ class PublishSection(_Section):
     lsl: bool = Field(
         False, description="also publish predictions/drops and valence as LSL outlets (bci_stream.outlets)"
     )
+    embeddings: bool = Field(
+        False, description="an embedding model's predictions also carry the unit embedding vector ('embedding')"
+    )
 
     @field_validator("endpoint")
     @classmethod

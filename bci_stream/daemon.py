@@ -32,7 +32,18 @@ from .epochs import Drop, DropReason, Epoch, Marker
 from .errors import BciStreamError, ModelCardError
 from .features import FeatureContext, FeaturePipeline
 from .inference import OnnxModel, SessionSettings
-from .messages import Counts, MarkerInfo, ModelInfo, Prediction, Status, StreamStatus, Timing, Valence, Window
+from .messages import (
+    ClassTable,
+    Counts,
+    MarkerInfo,
+    ModelInfo,
+    Prediction,
+    Status,
+    StreamStatus,
+    Timing,
+    Valence,
+    Window,
+)
 from .messages import Drop as DropMessage
 from .pipeline import EpochPipeline
 from .publish import Publisher
@@ -169,6 +180,12 @@ class Daemon:
             assert out.dim is not None and out.temperature is not None  # the card validates both
             self.zero_shot = ZeroShotHead(out.dim, out.temperature, path=cfg.model.classes, classes=out.classes,
                                           table=out.table)  # fmt: skip
+        elif cfg.publish.embeddings:
+            raise ModelCardError(
+                f"[publish] embeddings = true (run --embeddings), but {str(cfg.model.path)!r} is a "
+                f"{self.model.card.task!r} model with no embedding to publish; leave it off or serve an embedding "
+                "model (card task 'embedding')"
+            )
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
         if cfg.model.valence is not None:
             self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider, settings)
@@ -410,14 +427,19 @@ class Daemon:
             return
         done = lsl.local_clock()
         normalize_ms, inference_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
-        for (epoch, queued), p in zip(fresh, probs, strict=True):
+        vectors: list[list[float] | None] = [None] * len(fresh)
+        if self.zero_shot is not None and self.config.publish.embeddings:
+            e = np.asarray(out, dtype=np.float64).reshape(len(fresh), -1)
+            # unit length, as the cosine sees it (a zero vector stays zero rather than becoming NaN)
+            vectors = (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).tolist()
+        for (epoch, queued), p, vector in zip(fresh, probs, vectors, strict=True):
             arrival = epoch.arrival or queued
             parts = {
                 "preprocess": (queued - arrival) * 1e3 + normalize_ms,
                 "queue": (taken - queued) * 1e3,
                 "inference": inference_ms,
             }
-            self._publish_prediction(epoch, p, parts, len(fresh), done)
+            self._publish_prediction(epoch, p, parts, len(fresh), done, vector)
 
     def _answered(self, marker: Marker) -> None:
         if self._ledger and self._ledger[0] is marker:
@@ -451,8 +473,9 @@ class Daemon:
         return true_label, correct
 
     def _publish_prediction(
-        self, epoch: Epoch, probs: np.ndarray, parts: dict[str, float], batch: int, done: float
-    ) -> None:
+        self, epoch: Epoch, probs: np.ndarray, parts: dict[str, float], batch: int, done: float,
+        embedding: list[float] | None = None,
+    ) -> None:  # fmt: skip
         assert self.model is not None and self.publisher is not None
         classes = self.zero_shot.classes if self.zero_shot is not None else self.model.classes
         order = np.argsort(probs)[::-1]
@@ -490,6 +513,7 @@ class Daemon:
                 queue_ms=parts["queue"],
                 publish_ms=parts["publish"],
             ),
+            embedding=embedding,
         )
 
     def _publish_drop(self, marker: Marker, reason: str, detail: str) -> None:
@@ -626,6 +650,7 @@ class Daemon:
             labels=self._truth.described,
             insecure=self.publisher.insecure,
             warnings=list(self.publisher.warnings) + (list(acq.warnings) if acq else []),
+            class_table=ClassTable.model_validate(self.zero_shot.status()) if self.zero_shot is not None else None,
         )
 
 

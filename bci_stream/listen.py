@@ -96,9 +96,16 @@ def format_message(msg: AnyMessage, valence_range: tuple[float, float] | Valence
         lat = f" latency p50 {msg.latency_p50_ms:.1f} / p99 {msg.latency_p99_ms:.1f} ms" if msg.latency_p50_ms else ""
         c = msg.counts
         ignored = f" (ignored {c.ignored_markers})" if c.ignored_markers else ""
+        t = msg.class_table
+        table = (
+            f" table {Path(t.source).name if t.source != 'card' else 'card'} {t.classes} classes "
+            f"sha256 {t.sha256[:8]} reloads {t.reloads}{' (last reload FAILED)' if t.error else ''}"
+            if t is not None
+            else ""
+        )
         return (
             f"status     {msg.state:9s} {eeg}; markers {c.markers}{ignored} predictions {c.predictions} {_drops(c)}"
-            f"{acc}{lat} [{msg.provider}]"
+            f"{acc}{lat}{table} [{msg.provider}]"
         )
     return str(msg)
 

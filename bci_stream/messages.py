@@ -107,6 +107,12 @@ class Prediction(Message):
     correct: bool | None = None
     model: ModelInfo
     timing: Timing
+    embedding: list[float] | None = Field(
+        None,
+        description="the model's embedding of this epoch, L2-normalised (unit length, the model's output.dim "
+        "values); only for an embedding model served with [publish] embeddings = true (run --embeddings), "
+        "else null",
+    )
 
 
 class Drop(Message):
@@ -145,6 +151,18 @@ class Counts(_Payload):
     correct: int = 0
 
 
+class ClassTable(_Payload):
+    """The zero-shot class table an embedding model is served with: which one, and since when."""
+
+    source: str = Field(description="the table file's path, or 'card' for the table inside the model card")
+    sha256: str = Field(description="sha256 of the table file's bytes (card: of its names and float32 rows)")
+    classes: int = Field(description="number of classes in the table")
+    loaded_at: float = Field(description="unix time the table in use was read, s")
+    version: int = Field(description="successful loads so far (1 = the table read at start)")
+    reloads: int = Field(description="tables read after the first one (file change or SIGHUP)")
+    error: str | None = Field(None, description="why the last reload failed (the previous table stays in use)")
+
+
 class Status(Message):
     topic: Literal["status"] = "status"
     state: Literal["starting", "running", "degraded", "stopping"]
@@ -174,6 +192,7 @@ class Status(Message):
     )
     insecure: bool = Field(False, description="publishing on a non-loopback endpoint without CURVE (--insecure)")
     warnings: list[str] = Field(default_factory=list, description="problems the operator should know about, once each")
+    class_table: ClassTable | None = Field(None, description="an embedding model's zero-shot class table; else null")
 
 
 AnyMessage = Prediction | Drop | Valence | Status

@@ -6,7 +6,10 @@ Pure numpy, no torch: the daemon and the offline tools share it. A table file is
 
 from __future__ import annotations
 
+import hashlib
+import io
 import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,13 @@ class ClassTableError(BciStreamError):
     """A class table file is missing, malformed, or does not fit the model."""
 
 
-def load_table(path: str | Path, *, dim: int | None = None) -> tuple[list[str], np.ndarray]:
+def load_table(
+    path: str | Path, *, dim: int | None = None, content: bytes | None = None
+) -> tuple[list[str], np.ndarray]:
     """Read and validate a class table: the class names and the unit-normalised rows (k, dim) float32.
+
+    ``content``: the file's bytes, already read (so that a hash of them names exactly the table parsed);
+    ``path`` then only names it in errors.
 
     Raises
     ------
@@ -29,10 +37,10 @@ def load_table(path: str | Path, *, dim: int | None = None) -> tuple[list[str], 
         Missing file, missing keys, k < 2, duplicate names, wrong width (``dim``), zero or non-finite rows.
     """
     path = Path(path)
-    if not path.is_file():
+    if content is None and not path.is_file():
         raise ClassTableError(f"class table {str(path)!r} does not exist; pass an .npz with 'classes' and 'embeddings'")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        with np.load(path if content is None else io.BytesIO(content), allow_pickle=False) as data:
             missing = sorted({"classes", "embeddings"} - set(data.files))
             if missing:
                 raise ClassTableError(f"{path}: class table lacks {missing}; it needs 'classes' and 'embeddings'")
@@ -73,13 +81,23 @@ def probabilities(embedding: np.ndarray, table: np.ndarray, temperature: float) 
     return p / p.sum(axis=-1, keepdims=True)
 
 
+def table_sha256(classes: list[str], table: np.ndarray) -> str:
+    """The identity of a table that is not a file (the card's): sha256 of its names (UTF-8, one per line) and its
+    rows as float32 bytes."""
+    h = hashlib.sha256("\n".join(classes).encode())
+    h.update(np.ascontiguousarray(table, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
 class ZeroShotHead:
     """An embedding model's class table, from a file (re-read when it changes) or from the model card.
 
     The daemon's hook: ``probabilities(embeddings)`` after each inference, ``classes`` for the labels, and
     ``maybe_reload()`` once per loop turn (cheap: one ``stat``) or ``reload()`` on SIGHUP. A reload that fails
     keeps the previous table (the error is logged and kept in ``last_error``), so a half-written file never stops
-    the service; ``version`` counts successful loads, for ``status``.
+    the service; ``version`` counts successful loads, ``sha256`` (of the file's bytes, or
+    :func:`table_sha256` for the card's table) and ``loaded_at`` (unix time, s) name the table in use, for
+    ``status``.
 
     Parameters
     ----------
@@ -96,6 +114,8 @@ class ZeroShotHead:
         self.dim, self.temperature = dim, temperature
         self.path = None if path is None else Path(path)
         self.version = 0
+        self.sha256 = ""
+        self.loaded_at = 0.0
         self.last_error: str | None = None
         self._mtime: tuple[int, int] | None = None
         self._forced = False
@@ -103,7 +123,9 @@ class ZeroShotHead:
             self.reload(strict=True)
         elif table is not None and classes is not None:
             self.classes, self.table = list(classes), validate_table(list(classes), np.asarray(table), dim=dim)
-            self.version = 1
+            self.version, self.loaded_at = 1, time.time()
+            self.sha256 = table_sha256(self.classes, self.table)
+            log.info("class table from the model card: %d classes (sha256 %s)", len(self.classes), self.sha256[:12])
         else:
             raise ClassTableError("an embedding model needs a class table: give one (--classes) or put it in the card")
 
@@ -118,16 +140,28 @@ class ZeroShotHead:
             return False
         try:
             stamp = self._stamp()
-            self.classes, self.table = load_table(self.path, dim=self.dim)
+            content = self.path.read_bytes()  # one read: the hash names exactly the table parsed
+            self.classes, self.table = load_table(self.path, dim=self.dim, content=content)
         except (ClassTableError, OSError) as exc:
             if strict:
                 raise ClassTableError(str(exc)) from exc
             self.last_error = str(exc)
-            log.error("class table not reloaded, keeping %d classes: %s", len(self.classes), exc)
+            log.error(
+                "class table %s not reloaded, keeping version %d (%d classes, sha256 %s): %s",
+                self.path, self.version, len(self.classes), self.sha256[:12], exc,
+            )  # fmt: skip
             return False
+        previous = self.sha256
         self._mtime, self.last_error = stamp, None
+        self.sha256, self.loaded_at = hashlib.sha256(content).hexdigest(), time.time()
         self.version += 1
-        log.info("class table %s loaded (version %d): %d classes", self.path, self.version, len(self.classes))
+        if self.version == 1:
+            log.info("class table %s loaded: %d classes (sha256 %s)", self.path, len(self.classes), self.sha256[:12])
+        else:
+            log.info(
+                "class table %s reloaded (version %d, reload %d): %d classes, sha256 %s (was %s)",
+                self.path, self.version, self.version - 1, len(self.classes), self.sha256[:12], previous[:12],
+            )  # fmt: skip
         return True
 
     def request_reload(self) -> None:
@@ -152,6 +186,7 @@ class ZeroShotHead:
         return probabilities(np.asarray(embeddings).reshape(len(embeddings), -1), self.table, self.temperature)
 
     def status(self) -> dict[str, object]:
-        """What ``status`` messages can carry about the table."""
-        return {"source": str(self.path) if self.path else "card", "version": self.version,
-                "classes": len(self.classes), "error": self.last_error}  # fmt: skip
+        """What ``status`` messages carry about the table (the fields of :class:`bci_stream.messages.ClassTable`)."""
+        return {"source": str(self.path) if self.path else "card", "sha256": self.sha256,
+                "classes": len(self.classes), "loaded_at": self.loaded_at, "version": self.version,
+                "reloads": self.version - 1, "error": self.last_error}  # fmt: skip

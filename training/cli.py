@@ -11,6 +11,7 @@
     bci-train unseen   [--json]
     bci-train zeroshot [--encoder nice] [--out DIR] [--json]
     bci-train maps     MODEL.onnx --recording a.fif --out DIR [--classes TABLE.npz]
+    bci-train image-embeddings ENCODER.onnx --images IMAGES.npz|DIR --out EMB.npz
     bci-train valence  {synth,fit,evaluate,export} --config configs/train-valence-synth.toml ...
     bci-train crossval --recordings a.fif b.fif --label "stim/(?P<label>face|house)" --tmax 0.8 --out runs/cv
 
@@ -146,7 +147,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(headline(results), indent=2))
             return 0
-        if results["confounded"]:
+        if results.get("confounded"):
             print(results["sentence"])
         print(f"report: {results['report']}")
         print(json.dumps(headline(results), indent=2))
@@ -191,7 +192,16 @@ def _cmd_fit(args: argparse.Namespace) -> int:
                      progress=not args.no_progress)  # fmt: skip
     if result.path is not None:
         m = result.metrics
-        keys = ("finished", "best_epoch", "epochs_trained", "val_accuracy", "chance_level", "p_value_permutation")
+        keys = (
+            "finished",
+            "best_epoch",
+            "epochs_trained",
+            "val_accuracy",
+            "chance_level",
+            "p_value_permutation",
+            "val_top1",
+            "val_chance_top1",
+        )  # the last two: an [embedding] run (validation classes)
         print(json.dumps({"run": str(result.path), **{k: m[k] for k in keys if k in m}}, indent=2))
     return 0
 
@@ -272,8 +282,18 @@ def _cmd_maps(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_image_embeddings(args: argparse.Namespace) -> int:
+    from .image_encoder import DEFAULT_CACHE, encode_images, save_image_embeddings
+
+    cache = None if args.no_cache else (args.cache_dir or DEFAULT_CACHE)
+    ids, emb = encode_images(args.encoder, args.images, cache_dir=cache, batch_size=args.batch_size)
+    save_image_embeddings(args.out, ids, emb)
+    print(json.dumps({"out": str(args.out), "images": len(ids), "dim": int(emb.shape[1])}))
+    return 0
+
+
 def _add_embedding_commands(sub: Any) -> None:
-    """zeroshot, maps: embedding students (issue 13)."""
+    """zeroshot, maps, image-embeddings: embedding students (issue 13)."""
     from .fit import DEFAULT_EVENTS, DEFAULT_LABEL_REGEX
     from .zoo.embedding import EMBEDDERS
 
@@ -298,6 +318,16 @@ def _add_embedding_commands(sub: Any) -> None:
     p.add_argument("--windows", type=int, default=3, help="time windows per epoch")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_maps)
+
+    p = sub.add_parser("image-embeddings",
+                       help="embed local images with a local ONNX image encoder (the .npz training reads)")  # fmt: skip
+    p.add_argument("encoder", type=Path, help="ONNX image encoder: float32 (batch, 3, H, W) in [0, 1] → (batch, dim)")
+    p.add_argument("--images", type=Path, required=True, help=".npz of image id → HxWx3 uint8, or a folder of ID.png")
+    p.add_argument("--out", type=Path, required=True, help="the .npz to write (images, embeddings; L2-normalised)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="default ~/.cache/bci-stream/image-embeddings")
+    p.add_argument("--no-cache", action="store_true", help="encode again and keep no cached copy")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.set_defaults(func=_cmd_image_embeddings)
 
 
 def build_parser() -> argparse.ArgumentParser:

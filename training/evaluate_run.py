@@ -120,6 +120,12 @@ def evaluate_run(run: str | Path, *, n_permutations: int = 1000, loso: bool = Fa
     run = Path(run)
     if not (run / "config.toml").is_file():
         raise ConfigError(f"{run}: not a run folder (no config.toml)")
+    if load_config(run / "config.toml").embedding is not None:  # an embedding run: zero-shot on its test classes
+        from .embedding_run import evaluate_embedding_run
+
+        if loso:
+            raise ConfigError(f"{run}: an embedding run has no leave-one-subject-out; drop --loso")
+        return evaluate_embedding_run(run, n_permutations=n_permutations)
     config = load_config(run / "config.toml")
     model, card = load_run_model(run)
     tr = config.train
@@ -203,6 +209,10 @@ def _add_note(path: Path, results: dict[str, Any], several: bool) -> None:
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:
     """The numbers ``bci-train evaluate RUN`` prints."""
+    if results.get("task") == "embedding":
+        from .embedding_run import headline as embedding_headline
+
+        return embedding_headline(results)
     p = results["predictions"]
     out = {
         "report": results.get("report"),

@@ -131,10 +131,27 @@ class StudentConfig(StrictFrozen):
     @model_validator(mode="after")
     def _known(self) -> StudentConfig:
         from .students import STUDENTS
+        from .zoo.embedding import EMBEDDERS
 
-        if self.name not in STUDENTS:
-            raise ValueError(f"unknown student {self.name!r}; known: {', '.join(sorted(STUDENTS))}")
+        if self.name not in STUDENTS and self.name not in EMBEDDERS:
+            raise ValueError(
+                f"unknown student {self.name!r}; known: {', '.join(sorted(STUDENTS))} (classifiers), "
+                f"{', '.join(sorted(EMBEDDERS))} (embedding students, with an [embedding] table)"
+            )
         return self
+
+
+class EmbeddingConfig(StrictFrozen):
+    """An embedding run (issue 13): the student learns the image embedding of the image each epoch showed; its
+    classes are split into training / validation (epoch selection) / test (zero-shot, ``bci-train evaluate``)."""
+
+    images: str = "synthetic"  # "synthetic" (synth data), a precomputed .npz (images, embeddings) or an .onnx encoder
+    image_files: Path | None = None  # the images an .onnx encoder embeds (.npz id → HxWx3 uint8, or a PNG folder)
+    image_cache: Path | None = None  # where encoder embeddings are cached; default ~/.cache/bci-stream/image-embeddings
+    objective: Literal["infonce", "hinge"] = "infonce"
+    margin: float = Field(0.2, gt=0)  # hinge only
+    val_classes: int = Field(2, ge=2)  # whole classes that choose the epoch
+    test_classes: int = Field(2, ge=2)  # whole classes never seen in training or selection
 
 
 class TrainConfig(StrictFrozen):
@@ -163,6 +180,24 @@ class RunConfig(StrictFrozen):
     student: StudentConfig = Field(default_factory=StudentConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     run: RunSection = Field(default_factory=RunSection)
+    embedding: EmbeddingConfig | None = None
+
+    @model_validator(mode="after")
+    def _student_fits(self) -> RunConfig:
+        from .zoo.embedding import EMBEDDERS
+
+        if (self.embedding is not None) != (self.student.name in EMBEDDERS):
+            raise ValueError(
+                f"student {self.student.name!r} with{'' if self.embedding else 'out'} an [embedding] table: an "
+                f"embedding run needs an embedding student ({', '.join(sorted(EMBEDDERS))}) and a classifier none"
+            )
+        if self.embedding is not None:
+            if self.teacher.source != "none" or self.train.test_fraction > 0:
+                raise ValueError("an embedding run holds out whole classes ([embedding] test_classes): leave "
+                                 "[teacher] source and [train] test_fraction unset")  # fmt: skip
+            if self.embedding.images == "synthetic" and self.data.synth is None:
+                raise ValueError("[embedding] images = 'synthetic' needs [data] synth")
+        return self
 
     @model_validator(mode="after")
     def _teacher_fits(self) -> RunConfig:
@@ -183,13 +218,13 @@ def check_resume_config(run_dir: Path, config: RunConfig) -> None:
     saved = run_dir / "config.toml"
     if not saved.is_file():
         return
-    old = load_config(saved).model_dump(exclude={"run"})
-    new = config.model_dump(exclude={"run"})
+    old = load_config(saved).model_dump(exclude={"run", "embedding"})  # embedding runs have no resume
+    new = config.model_dump(exclude={"run", "embedding"})
     old["train"].pop("epochs"), new["train"].pop("epochs")  # more epochs may be asked for on resume
     diff = [f"{sec}.{k}" for sec in new for k in new[sec] if old[sec].get(k) != new[sec][k]]
     if diff:
         raise ConfigError(f"{saved}: the run was trained with other settings ({', '.join(diff)}); cannot resume")
 
 
-__all__ = ["EXAMPLE", "DataConfig", "RunConfig", "RunSection", "StudentConfig", "SynthConfig", "TeacherConfig",
-           "TrainConfig", "check_resume_config", "load_config"]  # fmt: skip
+__all__ = ["EXAMPLE", "DataConfig", "EmbeddingConfig", "RunConfig", "RunSection", "StudentConfig", "SynthConfig",
+           "TeacherConfig", "TrainConfig", "check_resume_config", "load_config"]  # fmt: skip

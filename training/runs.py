@@ -225,8 +225,26 @@ def fit_run(
     """
     config_path = Path(config_path)
     config = load_config(config_path)
+    if config.embedding is not None:
+        return _fit_embedding(config, config_path, out, resume, stop_after)
     with distributed() as dist_info:
         return _fit(config, config_path, out, resume, stop_after, progress, dist_info)
+
+
+def _fit_embedding(config: RunConfig, config_path: Path, out: str | Path | None, resume: str | Path | None,
+                   stop_after: int | None) -> RunResult:  # fmt: skip
+    """An ``[embedding]`` run (:mod:`training.embedding_run`): one process, start to end."""
+    import os
+
+    from .embedding_run import fit_embedding_run
+
+    if resume is not None or stop_after is not None or int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"{config_path}: an [embedding] run has no --resume, no planned stop and no torchrun")
+    run_dir = Path(out) if out is not None else default_run_dir(config, config_path)
+    if (run_dir / "card.json").exists() or (run_dir / CHECKPOINT).exists():
+        raise ConfigError(f"{run_dir} already holds a run; give another --out")
+    path, metrics, card = fit_embedding_run(config, config_path, run_dir)
+    return RunResult(path, metrics, card, None, {})
 
 
 def _run_dir(config: RunConfig, config_path: Path, out: str | Path | None, resume: str | Path | None,
@@ -463,6 +481,10 @@ def load_run_model(run: str | Path) -> tuple[Any, ModelCard]:
     if missing:
         raise ConfigError(f"{run}: not a finished run (missing {', '.join(missing)})")
     card = ModelCard.from_json((run / "card.json").read_text(), source=str(run / "card.json"))
+    if card.task == "embedding":
+        from .embedding_run import load_embedding_model
+
+        return load_embedding_model(run, card), card
     student = dict(card.provenance["student"])  # type: ignore[call-overload]
     name = student.pop("name")
     model = build_student(name, len(card.input.channels), len(card.output.classes), card.input.n_times,

@@ -122,6 +122,20 @@ def image_id(wnid: str, k: int) -> str:
     return f"{wnid}_{k}"
 
 
+def image_embeddings_of(ids: list[str], *, image_spread: float = 0.3, world_seed: int = WORLD_SEED) -> np.ndarray:
+    """The synthetic world's unit image embedding (n, :data:`EMBED_DIM`) of each image id ``<wnid>_<k>`` (the ones
+    the evoked responses are made of: what a perfect image encoder would give for these data)."""
+    world = _world(world_seed, float(image_spread))
+    wnids = [c[0] for c in EEG_IMAGENET_CLASSES]
+    rows = []
+    for i in ids:
+        wnid, _, k = i.rpartition("_")
+        if wnid not in wnids or not k.isdigit():
+            raise TrainingDataError(f"image id {i!r} is not a synthetic image (<wnid>_<k> of the 40 classes)")
+        rows.append(_image_embedding(world, wnids.index(wnid), int(k)))
+    return np.stack(rows).astype(np.float32)
+
+
 def teacher_path_for(fif_path: str | Path) -> Path:
     """``build/demo.fif`` → ``build/demo.teacher.npz`` (also for ``.fif.gz``)."""
     p = Path(fif_path)

@@ -63,15 +63,28 @@ def _patterns(rng: np.random.Generator, dim: int, n_times: int, sfreq: float, sp
 def synthesize_embedding_world(
     *, n_classes: int = 32, images_per_class: int = 3, repeats: int = 4, dim: int = 16, n_times: int = 64,
     sfreq: float = 128.0, amplitude: float = 2.0, image_noise: float = 0.5, split: tuple[int, int] = (16, 8),
-    seed: int = 0,
+    seed: int = 0, image_emb: np.ndarray | None = None,
 ) -> EmbeddingWorld:  # fmt: skip
-    """The planted world; ``split`` = (training classes, validation classes), the rest are test classes."""
+    """The planted world; ``split`` = (training classes, validation classes), the rest are test classes.
+
+    ``image_emb`` (n_classes · images_per_class, dim): plant these image embeddings (e.g. an image encoder's, image
+    ``c · images_per_class + j`` of class ``c``) instead of drawing them; ``dim`` is then their width.
+    """
     rng = np.random.default_rng(seed)
     spatial = np.isin(CHANNELS, INFORMATIVE).astype(float)
+    image_class = np.repeat(np.arange(n_classes), images_per_class)
+    if image_emb is not None:
+        if image_emb.ndim != 2 or len(image_emb) != len(image_class):
+            raise ValueError(f"image_emb has shape {image_emb.shape}; expected ({len(image_class)}, dim)")
+        dim = image_emb.shape[1]
     patterns = _patterns(rng, dim, n_times, sfreq, spatial)
     centres = _unit(rng.standard_normal((n_classes, dim)))
-    image_class = np.repeat(np.arange(n_classes), images_per_class)
-    image_emb = _unit(centres[image_class] + image_noise * rng.standard_normal((len(image_class), dim)) / np.sqrt(dim))
+    if image_emb is None:
+        image_emb = _unit(
+            centres[image_class] + image_noise * rng.standard_normal((len(image_class), dim)) / np.sqrt(dim)
+        )
+    else:
+        image_emb = _unit(np.asarray(image_emb, dtype=np.float64))
     images = rng.permutation(np.repeat(np.arange(len(image_class)), repeats))  # randomised order, not blocks
     signal = amplitude * np.einsum("nk,ktc->ntc", image_emb[images], patterns)
     X = (signal + rng.standard_normal(signal.shape)).astype(np.float32)

@@ -78,7 +78,7 @@ class DashboardState:
         self._last_seq[msg.topic] = (msg.session, msg.seq)
 
     def _prediction(self, msg: Prediction) -> None:
-        if not self.classes:
+        if list(msg.probabilities) != self.classes:  # the first, or a new zero-shot class table
             self.classes = list(msg.probabilities)
         self.latencies.append(msg.timing.added_latency_ms)
         self.recent.appendleft(

@@ -308,11 +308,12 @@ def _toml(config: dict[str, dict[str, Any]]) -> str:
 
 @contextmanager
 def daemon(
-    tmp: Path, model: Path, *, eeg: dict[str, Any], markers: dict[str, Any], **sections: dict[str, Any]
+    tmp: Path, model: Path, /, *, eeg: dict[str, Any], markers: dict[str, Any], **sections: dict[str, Any]
 ) -> Iterator[tuple[DaemonProcess, Sub]]:
     """Run ``bci-stream run`` with a config naming the streams; yields it and a SUB that saw its first status.
 
     On exit the daemon gets SIGINT (if still running); the test fails on a traceback or a bad exit code.
+    ``tmp`` and ``model`` are positional-only, so a ``model={...}`` section (e.g. ``classes``) can be given too.
     """
     endpoint = free_tcp_endpoint()
     config: dict[str, dict[str, Any]] = {

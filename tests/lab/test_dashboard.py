@@ -179,3 +179,25 @@ def test_state_counts_seq_gaps_per_topic_and_resets_on_a_new_session() -> None:
     state.update(Valence(seq=0, model=info, **{**base, "session": "s2"}))  # a restarted daemon: seq from 0
     assert state.snapshot()["gaps"] == {"valence": 2}
     assert len(state.snapshot()["valence"]) == 5
+
+
+def test_state_classes_follow_a_swapped_class_table() -> None:
+    from bci_stream.messages import MarkerInfo, ModelInfo, Timing, Window
+
+    state = DashboardState()
+
+    def prediction(seq: int, probs: dict[str, float]) -> Prediction:
+        label = max(probs, key=probs.__getitem__)
+        return Prediction(seq=seq, session="s", sent_at=0.0, marker=MarkerInfo(value=f"stim/{seq}", time=1.0),
+                          window=Window(start=1.0, end=1.1), label=label, probability=probs[label],
+                          probabilities=probs, top_k=[(label, probs[label])],
+                          model=ModelInfo(name="m", version="1", sha256="x"),
+                          timing=Timing(inference_ms=1.0, batch_size=1, added_latency_ms=1.0))  # fmt: skip
+
+    state.update(prediction(0, {"a": 0.7, "b": 0.2, "c": 0.1}))
+    assert state.snapshot()["classes"] == ["a", "b", "c"]
+    state.update(prediction(1, {"x": 0.4, "y": 0.6}))  # after a zero-shot table swap
+    snap = state.snapshot()
+    assert snap["classes"] == ["x", "y"]
+    # the page draws each recent row from its own probabilities, so the older row keeps its table's classes
+    assert [sorted(r["probabilities"]) for r in snap["recent"]] == [["x", "y"], ["a", "b", "c"]]
