@@ -42,16 +42,14 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 def _epochs(config: RunConfig) -> tuple[Any, Any, Any]:
     """The run's epochs (the daemon's path), its input spec and preprocessing (before normalisation)."""
-    from .fit import cut_epochs, epoch_spec
-    from .runs import _load_data
+    from .fit import cut_epochs
+    from .runs import _load_data, data_spec
 
     d = config.data
     recordings, _ = _load_data(config)
-    input_spec, prep = epoch_spec(
-        recordings, channels=d.channels or None, sfreq=d.sfreq, n_times=d.n_times, tmin=d.tmin,
-        bandpass=d.bandpass, notch=d.notch or None, filter_order=d.filter_order,
-    )  # fmt: skip
-    data = cut_epochs(recordings, input_spec, prep, events=d.events, label_regex=d.label_regex,
+    # the [data] keys of every fit run: tmax, the label rule, the band capped below Nyquist; the card records them
+    input_spec, prep = data_spec(config, recordings)
+    data = cut_epochs(recordings, input_spec, prep, events=d.events, label_regex=d.rule().cut_regex,
                       image_regex=d.image_regex or None)  # fmt: skip
     if data.split_unit != "image":
         raise TrainingDataError(
@@ -156,7 +154,7 @@ def fit_embedding_run(config: RunConfig, config_path: Path, run_dir: Path) -> tu
         provenance={
             "student": {"name": config.student.name, **config.student.options}, "loss": e.objective,
             "images": e.images, "data": "; ".join(data.sources), "events": config.data.events,
-            "labels": {"regex": config.data.label_regex, "classes": classes}, "split": "by-class",
+            "labels": {**config.data.rule().describe(), "classes": classes}, "split": "by-class",
             "classes": split, "seed": tr.seed,
             "metrics": {"best_epoch": fit.best_epoch, "val_top1": best.get("val_top1")},
         },
