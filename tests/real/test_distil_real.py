@@ -71,4 +71,6 @@ def test_label_map_turns_marker_values_into_named_classes(eeglab, tmp_path: Path
                  "--out", str(out), *TINY]) == 0  # fmt: skip
     card = read_card(out)
     assert card.output.classes == ["left", "right"]
+    # the daemon scores by the map (not the regex that picked the values out)
+    assert card.input.label_map == {"square/position=1": "left", "square/position=2": "right"}
     assert card.provenance["labels"]["regex"] == "^(?P<label>square/position=1|square/position=2)$"  # type: ignore[index]
