@@ -11,6 +11,7 @@ the same bytes.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,10 @@ def export_student(
         ),
         output=OutputSpec(name="logits", classes=list(data.classes)),
         provenance={
-            "student": {"name": spec.name, "augment": spec.augment, "balanced": spec.balanced, **spec.options},
+            # as JSON reads it back (a tuple option such as conv1d's filters becomes a list), so the card round-trips
+            "student": json.loads(
+                json.dumps({"name": spec.name, "augment": spec.augment, "balanced": spec.balanced, **spec.options})
+            ),
             "teacher": None,
             "loss": "ce",
             "optimizer": {"name": "adam", "lr": spec.lr, "batch_size": spec.batch_size, "epochs": spec.epochs},

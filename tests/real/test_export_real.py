@@ -53,3 +53,23 @@ def test_exported_student_card_records_crossval_rule_data_and_is_rebuilt_byte_fo
     x = normalize(es.X, card.preprocessing.normalization).astype(np.float32)
     logits = ort.InferenceSession(str(a), providers=["CPUExecutionProvider"]).run(None, {"eeg": x})[0]
     assert logits.shape == (len(es.markers), 2) and np.isfinite(logits).all()
+
+
+def test_exported_student_of_a_label_map_carries_the_map_for_the_daemon(sub02, tmp_path: Path) -> None:
+    out = tmp_path / "n170-map.onnx"
+    rc = main(["crossval", "--recordings", *map(str, sub02), "--label-map", "stim/face=face,stim/house=house",
+               "--tmax", "0.5", "--epochs", "1", "--permutations", "50", "--bandpass", "1", "30",
+               "--students", "eegnet", "--baseline", "none", "--out", str(tmp_path / "cv"), "--export", str(out)])  # fmt: skip
+    assert rc == 0
+    card = read_card(out)
+    assert card.input.label_map == {"stim/face": "face", "stim/house": "house"} and card.input.label is None
+    assert card.output.classes == ["face", "house"]
+
+
+def test_a_conv1d_student_exports_its_tuple_options_as_the_card_reads_them(sub02, tmp_path: Path) -> None:
+    out = tmp_path / "conv1d.onnx"
+    rc = main(["crossval", "--recordings", *map(str, sub02), "--label", LABEL, "--tmax", "0.3", "--epochs", "1",
+               "--permutations", "50", "--bandpass", "1", "30", "--students", "conv1d", "--baseline", "none",
+               "--out", str(tmp_path / "cv"), "--export", str(out)])  # fmt: skip
+    assert rc == 0
+    assert read_card(out).provenance["student"]["filters"] == [16, 32]  # type: ignore[index]
