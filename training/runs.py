@@ -1,7 +1,8 @@
 """Config-driven training runs: ``bci-train fit --config CONFIG.toml`` and ``bci-train export RUN``.
 
 A run reads a TOML config (:class:`RunConfig`, unknown keys rejected), cuts epochs with the helpers of
-:mod:`training.fit` (the daemon's epoch path), splits by image (asserted disjoint), normalises with statistics of the
+:mod:`training.fit` (the daemon's epoch path), splits by the ``[data] split`` unit (:func:`plan_split`: image,
+recording, block or, warned as leaky, trial; asserted disjoint), normalises with statistics of the
 training split only, and trains through the one loop (:func:`training.loop.fit_model`) with **early stopping on the validation loss** (``patience``). Each epoch is
 checkpointed to ``RUN/checkpoint.pt`` (model, optimiser, epoch, RNG states, history, best weights), so
 ``bci-train fit --config CONFIG --resume RUN`` continues and ends with the same weights as an uninterrupted run.
@@ -9,7 +10,7 @@ checkpointed to ``RUN/checkpoint.pt`` (model, optimiser, epoch, RNG states, hist
 The run folder::
 
     RUN/config.toml         copy of the config
-    RUN/split.json          images (or trials) and epoch indices of train / validation / test (test may be empty)
+    RUN/split.json          the split (unit, why, leak note) and per part its units and epoch indices (test may be empty)
     RUN/checkpoint.pt       last epoch (for --resume)
     RUN/model.pt            best weights (lowest validation loss), a state_dict
     RUN/card.json           the model card (input, preprocessing with the train-split normalisation, classes)
@@ -18,7 +19,7 @@ The run folder::
 
 Honesty note: the validation split chooses the epoch (early stopping), so its accuracy is optimistic by that
 selection; it is not a test result (METHODS.md, "Honest evaluation", rule 3). ``[train] test_fraction`` (> 0)
-holds out whole images as a **test split**, drawn before any training and never used for early stopping or selection;
+holds out whole units (images, recordings, blocks) as a **test split**, drawn before any training and never used for early stopping or selection;
 ``RUN/split.json`` records the images (and epoch indices) of train / validation / test, and ``bci-train evaluate RUN``
 (:func:`training.evaluate_run.evaluate_run`) evaluates that test split.
 
