@@ -19,9 +19,9 @@ The run folder::
 
 Honesty note: the validation split chooses the epoch (early stopping), so its accuracy is optimistic by that
 selection; it is not a test result (METHODS.md, "Honest evaluation", rule 3). ``[train] test_fraction`` (> 0)
-holds out whole units (images, recordings, blocks) as a **test split**, drawn before any training and never used for early stopping or selection;
-``RUN/split.json`` records the images (and epoch indices) of train / validation / test, and ``bci-train evaluate RUN``
-(:func:`training.evaluate_run.evaluate_run`) evaluates that test split.
+holds out whole units (images, recordings, blocks) as a **test split**, drawn before any training and never used
+for early stopping or selection; ``RUN/split.json`` records the units (and epoch indices) of train / validation /
+test, and ``bci-train evaluate RUN`` (:func:`training.evaluate_run.evaluate_run`) evaluates that test split.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the run uses ``torch.distributed`` (gloo), ``DistributedDataParallel`` and a
 ``DistributedSampler``; every rank computes the same validation loss, rank 0 writes the run folder.
