@@ -76,7 +76,7 @@ def _rebuild(
     from bci_stream.signal import fit_channel_normalization, normalize
 
     from .fit import cut_epochs
-    from .runs import split_epochs
+    from .runs import check_recorded_split, split_epochs
 
     d = config.data
     cp = card.preprocessing
@@ -91,12 +91,7 @@ def _rebuild(
     y = np.array([index[label] for label in data.labels], dtype=np.int64)
     plan, parts = split_epochs(data, config, str(run / "config.toml"))  # the split unit fit_run chose
     data.split_unit = plan.name.removeprefix("by-")  # what the report names
-    saved_split = run / "split.json"
-    if saved_split.is_file():  # runs before split.json have no test split
-        recorded = json.loads(saved_split.read_text())
-        for name, idx in zip(("train", "validation", "test"), parts, strict=True):
-            if recorded[name]["index"] != [int(i) for i in idx]:
-                raise ConfigError(f"{run}: the rebuilt {name} split does not match RUN/split.json")
+    check_recorded_split(run, plan, parts, "evaluate")  # runs before split.json have no test split
     norm = fit_channel_normalization(data.X[parts[0]])  # training split only, as in fit_run
     saved = cp.normalization
     if saved.kind == "channel" and not np.allclose(norm.mean, saved.mean, rtol=1e-6, atol=0):

@@ -204,6 +204,29 @@ def split_epochs(
     return plan, split_run(plan.groups, data.labels, config.train, plan.unit)
 
 
+def check_recorded_split(
+    run_dir: Path, plan: SplitPlan, parts: tuple[np.ndarray, np.ndarray, np.ndarray], what: str
+) -> None:
+    """Refuse to ``what`` (resume, evaluate) a run whose ``RUN/split.json`` records another split than the one its
+    config gives now (runs before ``[data] split`` split real recordings without image ids by trial)."""
+    saved = run_dir / "split.json"
+    if not saved.is_file():  # runs before split.json
+        return
+    recorded = json.loads(saved.read_text())
+    unit = recorded.get("unit")
+    if unit != plan.unit:
+        hint = ("add [data] split = 'by-trial' to its config.toml to evaluate it as it was trained (leaky)"
+                if what == "evaluate" else "start a new run (--out) with the new split")  # fmt: skip
+        raise ConfigError(
+            f"{saved}: the run was split by {unit} but its config now gives [data] split = {plan.name!r} "
+            f"({plan.chosen}); cannot {what} it on another split: {hint}"
+        )
+    for name, idx in zip(("train", "validation", "test"), parts, strict=True):
+        if recorded[name]["index"] != [int(i) for i in idx]:
+            raise ConfigError(f"{saved}: the rebuilt {name} split does not match the recorded one (data or config "
+                              f"changed?); cannot {what} the run")  # fmt: skip
+
+
 def default_run_dir(config: RunConfig, config_path: Path | None) -> Path:
     if config.run.out is not None:
         return config.run.out
@@ -395,6 +418,8 @@ def _fit(
             len(rd.y), rd.epochs.n_dropped, n_out, rd.split.unit, len(rd.train_idx), len(rd.val_idx), dd.world,
         )  # fmt: skip
     model = _build_student(config, len(rd.input_spec.channels), n_out, rd.input_spec.n_times, rd.input_spec.sfreq)
+    if resume is not None:  # the checkpoint was trained on the recorded split: never continue on another
+        check_recorded_split(run_dir, rd.split, (rd.train_idx, rd.val_idx, rd.test_idx), "resume")
     if dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
@@ -624,6 +649,6 @@ def export_run(run: str | Path, out: str | Path | None = None) -> Path:
 __all__ = [
     "CHECKPOINT", "RUN_SPLITS", "TRIAL_LEAK", "ConfigError", "DataConfig", "RunConfig", "RunData", "RunResult",
     "RunSection", "SplitPlan", "StudentConfig", "SynthConfig", "TeacherConfig", "TrainConfig", "batch_loss",
-    "export_run", "fit_run", "load_config", "load_run_model", "plan_split", "prepare_data", "recording_subjects",
+    "check_recorded_split", "export_run", "fit_run", "load_config", "load_run_model", "plan_split", "prepare_data", "recording_subjects",
     "split_epochs", "split_run", "train_fixed_epochs",
 ]  # fmt: skip

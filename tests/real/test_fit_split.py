@@ -160,3 +160,29 @@ def test_too_few_blocks_are_refused_naming_the_key(eeglab, tmp_path: Path) -> No
     message = str(err.value)
     for key in (str(path), "[data] split = 'by-block' (the default)", "class '1' has 1", "of 3 blocks", "recordings"):
         assert key in message, message
+
+
+def test_a_run_split_by_trial_before_split_existed_is_not_resumed_or_evaluated_on_another(eeglab, tmp_path: Path):
+    """A run from before ``[data] split`` (real recordings, no image ids: by trial) keeps its recorded split: resume
+    and evaluate refuse to continue it on the new default (by block) instead of silently changing it."""
+    from training.evaluate_run import evaluate_run
+
+    rule = 'label_field = "position"'
+    old = write(tmp_path, eeglab_data(eeglab, rule, 'split = "by-trial"'), "old")
+    run = tmp_path / "run"
+    fit_run(old, out=run, progress=False, stop_after=1)
+    saved = run / "config.toml"  # as an old run saved it: no split key
+    saved.write_text(saved.read_text().replace('split = "by-trial"\n', ""))
+    new = write(tmp_path, eeglab_data(eeglab, rule), "new")
+    with pytest.raises(ConfigError) as err:
+        fit_run(new, resume=run, progress=False)
+    assert "split by trial" in str(err.value) and "'by-block'" in str(err.value) and "new run" in str(err.value)
+
+    fit_run(old, out=tmp_path / "done", progress=False)  # a finished by-trial run whose config lost the key
+    saved = tmp_path / "done" / "config.toml"
+    saved.write_text(saved.read_text().replace('split = "by-trial"\n', ""))
+    with pytest.raises(ConfigError) as err:
+        evaluate_run(tmp_path / "done", n_permutations=1000)
+    assert "[data] split = 'by-block'" in str(err.value) and "split = 'by-trial'" in str(err.value)
+    saved.write_text(saved.read_text().replace('image_regex = ""', 'image_regex = ""\nsplit = "by-trial"'))
+    assert "leaky" in evaluate_run(tmp_path / "done", n_permutations=1000)["split"]  # evaluated as trained
