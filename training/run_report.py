@@ -98,7 +98,8 @@ def write_outputs(run_dir: Path, config: RunConfig, card: ModelCard, metrics: di
         f"{' (stopped early)' if metrics['stopped_early'] else ''} |",
         f"| validation accuracy | {100 * metrics['val_accuracy']:.1f}% |",
         f"| chance (majority / 1/n) | {100 * metrics['chance_level']:.1f}% / {100 * metrics['chance_uniform']:.1f}% |",
-        f"| permutation p (1000) | {metrics['p_value_permutation']:.3g} |",
+        f"| permutation p (1000, {metrics.get('permutation_unit', 'trial')}s permuted) | "
+        f"{metrics['p_value_permutation']:.3g} |",
         f"| throughput | {metrics['timing']['epochs_per_s']:.2f} epochs/s, "
         f"{metrics['timing']['samples_per_s']:.0f} samples/s |",
         "",

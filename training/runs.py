@@ -469,6 +469,15 @@ def _final_metrics(model: Any, rd: RunData, tr: TrainConfig, st: Any, dd: Dist, 
     val_logits = predict_logits(model, rd.X[val_idx], threads=None)
     ev = evaluate_predictions(y[val_idx], val_logits, rd.classes, n_permutations=1000, seed=tr.seed)
     n_correct = int((val_logits.argmax(1) == y[val_idx]).sum())
+    p_perm, perm_unit = ev["p_value_permutation"], "trial"
+    if rd.split.name == "by-block":  # trials of a block are not exchangeable: permute whole blocks' labels
+        from .crossval import permutation_p
+
+        pred = np.zeros(len(y), dtype=np.int64)
+        pred[val_idx] = val_logits.argmax(1)
+        units = np.unique(np.asarray(rd.split.groups), return_inverse=True)[1]
+        p_perm = permutation_p(y, pred, [(rd.train_idx, val_idx)], 1000, tr.seed, units=units)
+        perm_unit = "block"
     n_samples = len(rd.train_idx) * len(timing)
     return {
         "stopped_early": st.stopped_early,
@@ -477,7 +486,9 @@ def _final_metrics(model: Any, rd: RunData, tr: TrainConfig, st: Any, dd: Dist, 
         "val_accuracy": ev["accuracy"],
         "chance_level": ev["chance_majority"],
         "chance_uniform": ev["chance_uniform"],
-        "p_value_permutation": ev["p_value_permutation"],
+        "p_value_permutation": p_perm,
+        "permutation_unit": perm_unit,  # labels permuted per trial, or per block (a by-block split)
+        "p_value_permutation_trials": ev["p_value_permutation"],
         "p_value_binomial": _binomial_p(n_correct, len(val_idx), ev["chance_majority"]),
         "val_note": "the validation split chose the epoch (early stopping): optimistic, not a test result",
         "evaluation": ev,

@@ -186,3 +186,36 @@ def test_a_run_split_by_trial_before_split_existed_is_not_resumed_or_evaluated_o
     assert "[data] split = 'by-block'" in str(err.value) and "split = 'by-trial'" in str(err.value)
     saved.write_text(saved.read_text().replace('image_regex = ""', 'image_regex = ""\nsplit = "by-trial"'))
     assert "leaky" in evaluate_run(tmp_path / "done", n_permutations=1000)["split"]  # evaluated as trained
+
+
+def test_by_block_permutation_p_permutes_whole_blocks(eeglab, tmp_path: Path, monkeypatch) -> None:
+    """A perfect validation prediction on 4 validation blocks: permuting single trials calls it p ≈ 0.001, but
+    only C(4, 2) = 6 block labellings exist, so the honest (block) p cannot fall below about 1/6."""
+    import numpy as np
+
+    from training import fit, runs
+
+    captured = {}
+    real_prepare = runs.prepare_data
+
+    def keep(*args, **kw):  # type: ignore[no-untyped-def]
+        captured["rd"] = rd = real_prepare(*args, **kw)
+        return rd
+
+    real_predict = fit.predict_logits
+
+    def perfect(model, X, *args, **kw):  # type: ignore[no-untyped-def]
+        rd = captured["rd"]
+        if not np.array_equal(X, rd.X[rd.val_idx]):  # not the final validation prediction
+            return real_predict(model, X, *args, **kw)
+        return np.eye(len(rd.classes), dtype=np.float32)[rd.y[rd.val_idx]] * 10
+
+    monkeypatch.setattr(runs, "prepare_data", keep)
+    monkeypatch.setattr(fit, "predict_logits", perfect)
+    result = fit_run(write(tmp_path, eeglab_data(eeglab, 'label_field = "position"')), out=tmp_path / "run",
+                     progress=False)  # fmt: skip
+    m = result.metrics
+    assert m["val_accuracy"] == 1.0 and m["split_info"]["groups"]["validation"] == 4
+    assert m["permutation_unit"] == "block" and m["p_value_permutation_trials"] < 0.01
+    assert m["p_value_permutation"] > 0.1  # 1 of 6 block labellings is as good as the observed one
+    assert "blocks permuted" in (tmp_path / "run" / "report.md").read_text()
