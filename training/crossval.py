@@ -183,8 +183,15 @@ def baseline_fit_predict(name: str) -> Callable[..., np.ndarray]:
 
 def block_ids(data: RealEpochs) -> np.ndarray:
     """Runs of consecutive same-class trials, numbered across recordings (the unit of a block design)."""
-    new = np.ones(len(data.y), dtype=bool)
-    new[1:] = (data.y[1:] != data.y[:-1]) | (data.recording[1:] != data.recording[:-1])
+    return same_class_runs(data.y, data.recording)
+
+
+def same_class_runs(y: np.ndarray, recording: np.ndarray) -> np.ndarray:
+    """:func:`block_ids` on plain arrays: per trial (in recording order) its class ``y`` and recording index; a new
+    block starts where the class or the recording changes. ``bci-train fit`` uses it for ``[data] split = "by-block"``."""
+    y, recording = np.asarray(y), np.asarray(recording)
+    new = np.ones(len(y), dtype=bool)
+    new[1:] = (y[1:] != y[:-1]) | (recording[1:] != recording[:-1])
     return np.cumsum(new) - 1
 
 

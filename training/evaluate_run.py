@@ -76,9 +76,9 @@ def _rebuild(
     from bci_stream.signal import fit_channel_normalization, normalize
 
     from .fit import cut_epochs
-    from .runs import split_run
+    from .runs import check_recorded_split, split_epochs
 
-    d, tr = config.data, config.train
+    d = config.data
     cp = card.preprocessing
     prep = Preprocessing(bandpass=cp.bandpass, notch=cp.notch, filter=cp.filter)  # as fit_run: no normalisation
     data = cut_epochs(recordings, card.input, prep, events=d.events, label_regex=d.rule().cut_regex,
@@ -89,13 +89,9 @@ def _rebuild(
     if unknown:
         raise ConfigError(f"{run}: labels {unknown[:5]} are not among the run's classes")
     y = np.array([index[label] for label in data.labels], dtype=np.int64)
-    parts = split_run(data.groups, data.labels, tr, data.split_unit)
-    saved_split = run / "split.json"
-    if saved_split.is_file():  # runs before split.json have no test split
-        recorded = json.loads(saved_split.read_text())
-        for name, idx in zip(("train", "validation", "test"), parts, strict=True):
-            if recorded[name]["index"] != [int(i) for i in idx]:
-                raise ConfigError(f"{run}: the rebuilt {name} split does not match RUN/split.json")
+    plan, parts = split_epochs(data, config, str(run / "config.toml"))  # the split unit fit_run chose
+    data.split_unit = plan.name.removeprefix("by-")  # what the report names
+    check_recorded_split(run, plan, parts, "evaluate")  # runs before split.json have no test split
     norm = fit_channel_normalization(data.X[parts[0]])  # training split only, as in fit_run
     saved = cp.normalization
     if saved.kind == "channel" and not np.allclose(norm.mean, saved.mean, rtol=1e-6, atol=0):
@@ -166,6 +162,9 @@ def evaluate_run(run: str | Path, *, n_permutations: int = 1000, loso: bool = Fa
                 f"held-out test, never used for selection (by {data.split_unit}, {counts})"
                 if held_out
                 else f"validation (by {data.split_unit}, {counts})"
+            )
+            + (
+                "; by trial is leaky: trials of one recording are not independent" if data.split_unit == "trial" else ""
             ),
             "split_kind": "test" if held_out else "validation",
             "note": TEST_NOTE if held_out else VALIDATION_NOTE,

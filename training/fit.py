@@ -150,6 +150,26 @@ def split_by_group(
     return train_idx, val_idx
 
 
+def split_whole_groups(
+    groups: Sequence[str], *, val_fraction: float = 0.3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (train, validation) for groups that hold several classes (recordings): ``round(val_fraction ×
+    n_groups)`` whole groups (at least one, at most all but one) go to validation, not stratified by class.
+    Asserts that no group is on both sides."""
+    if not 0 < val_fraction < 1:
+        raise SettingError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    names = sorted(set(groups))
+    if len(names) < 2:
+        raise TrainingDataError(f"cannot split {len(names)} group(s) into two parts: at least 2 are needed")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 7]))
+    n_val = min(max(1, round(val_fraction * len(names))), len(names) - 1)
+    val_groups = {names[i] for i in rng.permutation(len(names))[:n_val]}
+    is_val = np.array([g in val_groups for g in groups])
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
+    assert not {groups[int(i)] for i in train_idx} & val_groups, "split leaks groups into both sides"
+    return train_idx, val_idx
+
+
 # ---------------------------------------------------------------------------------------------------- results
 
 
@@ -533,5 +553,6 @@ __all__ = [
     "normalized_epochs",
     "predict_logits",
     "split_by_group",
+    "split_whole_groups",
     "train_student",
 ]

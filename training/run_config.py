@@ -49,7 +49,10 @@ class DataConfig(StrictFrozen):
     label_field: str | None = None  # EEGLAB event field holding the class (markers read as type/field=value)
     label_map: dict[str, str] | None = None  # marker value → class name, matched whole ([data.label_map])
     event_fields: list[str] | None = Field(None, min_length=1)  # EEGLAB event fields appended to the markers
-    image_regex: str | None = DEFAULT_IMAGE_REGEX  # "" → split by trial
+    image_regex: str | None = DEFAULT_IMAGE_REGEX  # image ids ("" → none)
+    # the unit no two parts share: by-image, by-recording, by-block (runs of same-class trials), by-trial (leaky);
+    # default: by-image with image ids, else by-recording (>= 3 recordings) or by-block (training.runs.plan_split)
+    split: Literal["by-image", "by-recording", "by-block", "by-trial"] | None = None
     channels: list[str] | None = None
     sfreq: float | None = Field(None, gt=0)
     n_times: int = Field(440, gt=0)
@@ -75,6 +78,9 @@ class DataConfig(StrictFrozen):
                              "'label' group), label_field (an EEGLAB event field) or [data.label_map]")  # fmt: skip
         if self.label_map is not None and (not self.label_map or any(not v for v in self.label_map.values())):
             raise ValueError('[data.label_map] needs at least one MARKER = "class" entry, each with a class name')
+        if self.split == "by-image" and not self.image_regex:
+            raise ValueError("split = 'by-image' needs image ids but image_regex is empty: give image_regex a pattern "
+                             "with an 'image' group, or choose split = 'by-recording' or 'by-block'")  # fmt: skip
         if (self.label_field or self.event_fields) and self.recordings is None:
             raise ValueError("'label_field' and 'event_fields' read EEGLAB event fields: they need 'recordings'")
         if self.tmax is not None:
@@ -192,6 +198,9 @@ class RunConfig(StrictFrozen):
                 f"embedding run needs an embedding student ({', '.join(sorted(EMBEDDERS))}) and a classifier none"
             )
         if self.embedding is not None:
+            if "split" in self.data.model_fields_set:
+                raise ValueError("an embedding run splits by class ([embedding] val_classes, test_classes): leave "
+                                 "[data] split unset")  # fmt: skip
             if self.teacher.source != "none" or self.train.test_fraction > 0:
                 raise ValueError("an embedding run holds out whole classes ([embedding] test_classes): leave "
                                  "[teacher] source and [train] test_fraction unset")  # fmt: skip

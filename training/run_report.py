@@ -34,7 +34,9 @@ def run_card(
     student_info: dict[str, Any],
     data: Any,
     metrics: dict[str, Any],
+    split: dict[str, Any] | None = None,
 ) -> ModelCard:
+    """The card of a fit run; ``split`` (:meth:`training.runs.SplitPlan.info`) names the split unit used."""
     tr = config.train
     rule = config.data.rule()
     mapped = rule.mapping or {}  # a label map names the classes: marker "1" → "house"
@@ -62,7 +64,8 @@ def run_card(
             "data": "; ".join(data.sources),
             "events": config.data.events,
             "labels": {**rule.describe(), "classes": classes},
-            "split": f"by-{data.split_unit}",
+            "split": split["split"] if split else f"by-{data.split_unit}",
+            "split_info": split,
             "val_fraction": tr.val_fraction,
             "test_fraction": tr.test_fraction,
             "selection": "early stopping on validation loss",
@@ -87,13 +90,16 @@ def write_outputs(run_dir: Path, config: RunConfig, card: ModelCard, metrics: di
         f"the test split untouched here: `bci-train evaluate RUN`; normalisation from train only), "
         f"world size {metrics['world_size']}.",
         "",
+        *([f"**Split {metrics['split']}: {leak}.**", ""] if (leak := (metrics.get("split_info") or {}).get("leaky"))
+          else []),
         "| metric | value |",
         "| --- | --- |",
         f"| best epoch (lowest validation loss) | {metrics['best_epoch']} of {metrics['epochs_trained']}"
         f"{' (stopped early)' if metrics['stopped_early'] else ''} |",
         f"| validation accuracy | {100 * metrics['val_accuracy']:.1f}% |",
         f"| chance (majority / 1/n) | {100 * metrics['chance_level']:.1f}% / {100 * metrics['chance_uniform']:.1f}% |",
-        f"| permutation p (1000) | {metrics['p_value_permutation']:.3g} |",
+        f"| permutation p (1000, {metrics.get('permutation_unit', 'trial')}s permuted) | "
+        f"{metrics['p_value_permutation']:.3g} |",
         f"| throughput | {metrics['timing']['epochs_per_s']:.2f} epochs/s, "
         f"{metrics['timing']['samples_per_s']:.0f} samples/s |",
         "",

@@ -1,7 +1,8 @@
 """Config-driven training runs: ``bci-train fit --config CONFIG.toml`` and ``bci-train export RUN``.
 
 A run reads a TOML config (:class:`RunConfig`, unknown keys rejected), cuts epochs with the helpers of
-:mod:`training.fit` (the daemon's epoch path), splits by image (asserted disjoint), normalises with statistics of the
+:mod:`training.fit` (the daemon's epoch path), splits by the ``[data] split`` unit (:func:`plan_split`: image,
+recording, block or, warned as leaky, trial; asserted disjoint), normalises with statistics of the
 training split only, and trains through the one loop (:func:`training.loop.fit_model`) with **early stopping on the validation loss** (``patience``). Each epoch is
 checkpointed to ``RUN/checkpoint.pt`` (model, optimiser, epoch, RNG states, history, best weights), so
 ``bci-train fit --config CONFIG --resume RUN`` continues and ends with the same weights as an uninterrupted run.
@@ -9,7 +10,7 @@ checkpointed to ``RUN/checkpoint.pt`` (model, optimiser, epoch, RNG states, hist
 The run folder::
 
     RUN/config.toml         copy of the config
-    RUN/split.json          images (or trials) and epoch indices of train / validation / test (test may be empty)
+    RUN/split.json          the split (unit, why, leak note) and per part its units and epoch indices (test may be empty)
     RUN/checkpoint.pt       last epoch (for --resume)
     RUN/model.pt            best weights (lowest validation loss), a state_dict
     RUN/card.json           the model card (input, preprocessing with the train-split normalisation, classes)
@@ -18,9 +19,9 @@ The run folder::
 
 Honesty note: the validation split chooses the epoch (early stopping), so its accuracy is optimistic by that
 selection; it is not a test result (METHODS.md, "Honest evaluation", rule 3). ``[train] test_fraction`` (> 0)
-holds out whole images as a **test split**, drawn before any training and never used for early stopping or selection;
-``RUN/split.json`` records the images (and epoch indices) of train / validation / test, and ``bci-train evaluate RUN``
-(:func:`training.evaluate_run.evaluate_run`) evaluates that test split.
+holds out whole units (images, recordings, blocks) as a **test split**, drawn before any training and never used
+for early stopping or selection; ``RUN/split.json`` records the units (and epoch indices) of train / validation /
+test, and ``bci-train evaluate RUN`` (:func:`training.evaluate_run.evaluate_run`) evaluates that test split.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1) the run uses ``torch.distributed`` (gloo), ``DistributedDataParallel`` and a
 ``DistributedSampler``; every rank computes the same validation loss, rank 0 writes the run folder.
@@ -96,6 +97,134 @@ class RunData:
     norm: Any
     teacher: Any
     loss_name: str
+    split: SplitPlan
+
+
+#: ``[data] split`` values of a fit run: the unit that no two parts (train / validation / test) share.
+RUN_SPLITS = ("by-image", "by-recording", "by-block", "by-trial")
+#: What a by-trial split of real recordings is recorded as (log, split.json, metrics, card).
+TRIAL_LEAK = (
+    "leaky: trials of one recording are not independent (they share slow drifts and blocks), so validation and "
+    "test accuracy are optimistic; choose [data] split = 'by-recording' or 'by-block'"
+)
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How a run splits its epochs: ``name`` (a :data:`RUN_SPLITS` value), the unit id of every epoch, why this
+    split (``[data] split`` or the default's reason) and, for a leaky split, the note recorded with the run."""
+
+    name: str
+    groups: list[str]
+    chosen: str
+    leak: str | None = None
+
+    @property
+    def unit(self) -> str:
+        return self.name.removeprefix("by-")
+
+    def info(self, parts: dict[str, np.ndarray]) -> dict[str, Any]:
+        """What ``metrics.json`` and the card record: the split, its unit, why, group counts per part, leak."""
+        counts = {name: len({self.groups[int(i)] for i in idx}) for name, idx in parts.items()}
+        return {"split": self.name, "unit": self.unit, "chosen": self.chosen, "groups": counts, "leaky": self.leak}
+
+
+def _recording_names(sources: list[str]) -> list[str]:
+    names = [Path(s).name for s in sources]
+    return names if len(set(names)) == len(names) else [f"{i}:{n}" for i, n in enumerate(names)]
+
+
+def plan_split(data: LabelledEpochs, d: DataConfig, tr: TrainConfig, source: str = "run config") -> SplitPlan:
+    """The split unit of every epoch for ``[data] split``, or the default: by image when the markers carry image
+    ids, else by recording with at least 3 recordings, else by block (runs of consecutive same-class trials in
+    each recording, :func:`training.crossval.same_class_runs`) — never silently by trial.
+
+    Raises :class:`ConfigError` (naming ``[data] split``, the value, the number of groups and what to choose
+    instead) when the split cannot give every part (train, validation and, with ``test_fraction``, test) its own
+    groups; a by-trial split is logged as a warning and carries :data:`TRIAL_LEAK`.
+    """
+    from .crossval import same_class_runs
+
+    rec = data.recording if data.recording is not None else np.zeros(len(data.labels), dtype=np.int64)
+    names = _recording_names(data.sources)
+    n_rec = len(set(rec.tolist()))
+    if d.split is not None:
+        name, chosen = d.split, "[data] split"
+    elif data.split_unit == "image":
+        name, chosen = "by-image", "default: the markers carry image ids ([data] image_regex)"
+    elif n_rec >= 3:
+        name, chosen = "by-recording", f"default: no image ids, {n_rec} recordings"
+    else:
+        name, chosen = "by-block", f"default: no image ids, {n_rec} recording(s) (by-recording needs 3)"
+    need = 3 if tr.test_fraction > 0 else 2
+    parts = "train, validation and test ([train] test_fraction > 0)" if need == 3 else "train and validation"
+    key = f"{source}: [data] split = {name!r}" + ("" if d.split is not None else " (the default)")
+    if name == "by-image":
+        if data.split_unit != "image":
+            raise ConfigError(f"{key}: image_regex {d.image_regex!r} matches no marker, so there are no image ids; "
+                              "fix image_regex or choose split = 'by-recording' or 'by-block'")  # fmt: skip
+        return SplitPlan(name, list(data.groups), chosen)
+    if name == "by-recording":
+        groups = [names[int(r)] for r in rec]
+        if n_rec < need:
+            raise ConfigError(
+                f"{key} needs at least {need} recordings ({parts} each take whole recordings), got {n_rec}; "
+                "choose split = 'by-block' (runs of same-class trials) or give more recordings"
+            )
+        return SplitPlan(name, groups, chosen)
+    if name == "by-block":
+        blocks = same_class_runs(np.asarray(data.labels), rec)
+        groups = [f"{names[int(r)]}#block{int(b)}" for r, b in zip(rec, blocks, strict=True)]
+        per_class = {c: len({g for g, y in zip(groups, data.labels, strict=True) if y == c})
+                     for c in sorted(set(data.labels))}  # fmt: skip
+        cls, fewest = min(per_class.items(), key=lambda kv: kv[1])
+        if fewest < need:
+            other = (
+                "split = 'by-recording'" if n_rec >= need else f"{need} or more recordings with split = 'by-recording'"
+            )
+            raise ConfigError(
+                f"{key} needs at least {need} blocks of every class ({parts} each take whole blocks), but class "
+                f"{cls!r} has {fewest} (of {len(set(groups))} blocks in {n_rec} recording(s)); choose {other}"
+            )
+        return SplitPlan(name, groups, chosen)
+    counter: dict[int, int] = {}
+    groups = []
+    for r in rec.tolist():
+        groups.append(f"trial{r}:{counter.get(r, 0)}")
+        counter[r] = counter.get(r, 0) + 1
+    log.warning("%s: %s", key, TRIAL_LEAK)
+    return SplitPlan(name, groups, chosen, leak=TRIAL_LEAK)
+
+
+def split_epochs(
+    data: LabelledEpochs, config: RunConfig, source: str = "run config"
+) -> tuple[SplitPlan, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """:func:`plan_split` then :func:`split_run` on its units: a run's split (fit_run and evaluate_run alike)."""
+    plan = plan_split(data, config.data, config.train, source)
+    return plan, split_run(plan.groups, data.labels, config.train, plan.unit)
+
+
+def check_recorded_split(
+    run_dir: Path, plan: SplitPlan, parts: tuple[np.ndarray, np.ndarray, np.ndarray], what: str
+) -> None:
+    """Refuse to ``what`` (resume, evaluate) a run whose ``RUN/split.json`` records another split than the one its
+    config gives now (runs before ``[data] split`` split real recordings without image ids by trial)."""
+    saved = run_dir / "split.json"
+    if not saved.is_file():  # runs before split.json
+        return
+    recorded = json.loads(saved.read_text())
+    unit = recorded.get("unit")
+    if unit != plan.unit:
+        hint = ("add [data] split = 'by-trial' to its config.toml to evaluate it as it was trained (leaky)"
+                if what == "evaluate" else "start a new run (--out) with the new split")  # fmt: skip
+        raise ConfigError(
+            f"{saved}: the run was split by {unit} but its config now gives [data] split = {plan.name!r} "
+            f"({plan.chosen}); cannot {what} it on another split: {hint}"
+        )
+    for name, idx in zip(("train", "validation", "test"), parts, strict=True):
+        if recorded[name]["index"] != [int(i) for i in idx]:
+            raise ConfigError(f"{saved}: the rebuilt {name} split does not match the recorded one (data or config "
+                              f"changed?); cannot {what} the run")  # fmt: skip
 
 
 def default_run_dir(config: RunConfig, config_path: Path | None) -> Path:
@@ -156,8 +285,8 @@ def prepare_data(config: RunConfig, source: str = "run config") -> RunData:
     data = cut_epochs(recordings, input_spec, prep, events=d.events, label_regex=d.rule().cut_regex,
                       image_regex=d.image_regex or None)  # fmt: skip
     classes, y = class_index(data.labels, teacher)
-    # train / validation / test by image, before any training; the test split is never looked at here
-    train_idx, val_idx, test_idx = split_run(data.groups, data.labels, tr, data.split_unit)
+    # train / validation / test by the [data] split unit, before any training; the test split is never looked at here
+    plan, (train_idx, val_idx, test_idx) = split_epochs(data, config, source)
     # identical recordings or epochs on both sides of a split are a leak (real data sets contain copied files)
     from .leaks import check_epoch_split
 
@@ -170,6 +299,7 @@ def prepare_data(config: RunConfig, source: str = "run config") -> RunData:
         t_logits=teacher.lookup(data.groups, classes) if teacher is not None else None, classes=classes,
         train_idx=train_idx, val_idx=val_idx, test_idx=test_idx, epochs=data, input_spec=input_spec, prep=prep,
         norm=norm, teacher=teacher, loss_name=tr.loss or ("kd-supervised" if teacher is not None else "ce"),
+        split=plan,
     )  # fmt: skip
 
 
@@ -285,15 +415,18 @@ def _fit(
     if dd.main:
         log.info(
             "data: %d epochs (%d dropped), %d classes, split by %s: %d train / %d validation; world size %d",
-            len(rd.y), rd.epochs.n_dropped, n_out, rd.epochs.split_unit, len(rd.train_idx), len(rd.val_idx), dd.world,
+            len(rd.y), rd.epochs.n_dropped, n_out, rd.split.unit, len(rd.train_idx), len(rd.val_idx), dd.world,
         )  # fmt: skip
     model = _build_student(config, len(rd.input_spec.channels), n_out, rd.input_spec.n_times, rd.input_spec.sfreq)
+    if resume is not None:  # the checkpoint was trained on the recorded split: never continue on another
+        check_recorded_split(run_dir, rd.split, (rd.train_idx, rd.val_idx, rd.test_idx), "resume")
     if dd.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if resume is None:
             shutil.copyfile(config_path, run_dir / "config.toml")
         parts = {"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx}
-        record = split_record(rd.epochs.groups, rd.epochs.split_unit, parts)
+        record = split_record(rd.split.groups, rd.split.unit, parts)
+        record.update({"split": rd.split.name, "chosen": rd.split.chosen, "leaky": rd.split.leak})
         (run_dir / "split.json").write_text(json.dumps(record, indent=2))
     Xt, yt, Tt = _tensors(rd)
     train = IndexBatches(Xt, yt, rd.train_idx, batch_size=tr.batch_size, seed=tr.seed, teacher=Tt,
@@ -306,8 +439,9 @@ def _fit(
     )  # fmt: skip
     st = result.state
     student_info = {"name": config.student.name, **config.student.options}
+    split_info = rd.split.info({"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx})
     card = run_card(config, config_path, rd.input_spec, rd.prep, rd.norm, rd.classes, rd.teacher, rd.loss_name,
-                    student_info, rd.epochs, {"best_epoch": st.best_epoch})  # fmt: skip
+                    student_info, rd.epochs, {"best_epoch": st.best_epoch}, split_info)  # fmt: skip
     metrics: dict[str, Any] = {"finished": result.finished, "history": st.history, "best_epoch": st.best_epoch}
     if not result.finished or not dd.main:
         return RunResult(run_dir if dd.main else None, metrics, card, result.model, result.final_state)
@@ -315,7 +449,7 @@ def _fit(
     card = run_card(config, config_path, rd.input_spec, rd.prep, rd.norm, rd.classes, rd.teacher, rd.loss_name,
                     student_info, rd.epochs,
                     {k: metrics[k] for k in ("best_epoch", "val_accuracy", "chance_level", "p_value_permutation",
-                                              "n_train", "n_val")})  # fmt: skip
+                                              "n_train", "n_val")}, split_info)  # fmt: skip
     assert st.best_state is not None
     write_outputs(run_dir, config, card, metrics, st.best_state)
     log.info(
@@ -335,6 +469,15 @@ def _final_metrics(model: Any, rd: RunData, tr: TrainConfig, st: Any, dd: Dist, 
     val_logits = predict_logits(model, rd.X[val_idx], threads=None)
     ev = evaluate_predictions(y[val_idx], val_logits, rd.classes, n_permutations=1000, seed=tr.seed)
     n_correct = int((val_logits.argmax(1) == y[val_idx]).sum())
+    p_perm, perm_unit = ev["p_value_permutation"], "trial"
+    if rd.split.name == "by-block":  # trials of a block are not exchangeable: permute whole blocks' labels
+        from .crossval import permutation_p
+
+        pred = np.zeros(len(y), dtype=np.int64)
+        pred[val_idx] = val_logits.argmax(1)
+        units = np.unique(np.asarray(rd.split.groups), return_inverse=True)[1]
+        p_perm = permutation_p(y, pred, [(rd.train_idx, val_idx)], 1000, tr.seed, units=units)
+        perm_unit = "block"
     n_samples = len(rd.train_idx) * len(timing)
     return {
         "stopped_early": st.stopped_early,
@@ -343,7 +486,9 @@ def _final_metrics(model: Any, rd: RunData, tr: TrainConfig, st: Any, dd: Dist, 
         "val_accuracy": ev["accuracy"],
         "chance_level": ev["chance_majority"],
         "chance_uniform": ev["chance_uniform"],
-        "p_value_permutation": ev["p_value_permutation"],
+        "p_value_permutation": p_perm,
+        "permutation_unit": perm_unit,  # labels permuted per trial, or per block (a by-block split)
+        "p_value_permutation_trials": ev["p_value_permutation"],
         "p_value_binomial": _binomial_p(n_correct, len(val_idx), ev["chance_majority"]),
         "val_note": "the validation split chose the epoch (early stopping): optimistic, not a test result",
         "evaluation": ev,
@@ -352,7 +497,8 @@ def _final_metrics(model: Any, rd: RunData, tr: TrainConfig, st: Any, dd: Dist, 
         "n_train": len(rd.train_idx),
         "n_val": len(val_idx),
         "n_test": len(rd.test_idx),
-        "split": f"by-{rd.epochs.split_unit}",
+        "split": rd.split.name,
+        "split_info": rd.split.info({"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx}),
         "n_dropped": rd.epochs.n_dropped,
         "loss": rd.loss_name,
         "world_size": dd.world,
@@ -433,25 +579,32 @@ def recording_subjects(config: RunConfig) -> list[str] | None:
 def split_run(
     groups: list[str], labels: list[str], tr: TrainConfig, unit: str = "image"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices (train, validation, test), by group (image or trial), chosen before any training.
+    """Indices (train, validation, test), by group (``unit``: image, block, trial or recording), chosen before any
+    training.
 
-    With ``test_fraction`` > 0 the test groups are drawn first (:func:`training.fit.split_by_group`, seed + 1), then
-    the rest is split into train / validation exactly as without a test split. Asserts that no group is in two parts.
+    Single-class groups are split stratified by class (:func:`training.fit.split_by_group`); recordings, which hold
+    every class, as whole groups (:func:`training.fit.split_whole_groups`). With ``test_fraction`` > 0 the test
+    groups are drawn first (seed + 1), then the rest is split into train / validation exactly as without a test
+    split. Asserts that no group is in two parts.
     """
-    from .fit import split_by_group
+    from .fit import split_by_group, split_whole_groups
+
+    def split(gs: list[str], ls: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        if unit == "recording":
+            return split_whole_groups(gs, val_fraction=fraction, seed=seed)
+        return split_by_group(gs, ls, val_fraction=fraction, seed=seed)
 
     if tr.test_fraction > 0:
-        rest, test_idx = split_by_group(groups, labels, val_fraction=tr.test_fraction, seed=tr.seed + 1)
-        sub_t, sub_v = split_by_group([groups[i] for i in rest], [labels[i] for i in rest],
-                                      val_fraction=tr.val_fraction, seed=tr.seed)  # fmt: skip
+        rest, test_idx = split(groups, labels, tr.test_fraction, tr.seed + 1)
+        sub_t, sub_v = split([groups[i] for i in rest], [labels[i] for i in rest], tr.val_fraction, tr.seed)
         train_idx, val_idx = rest[sub_t], rest[sub_v]
         if len(test_idx) == 0:
-            raise TrainingDataError("the test split is empty: every class needs at least two images (or trials)")
+            raise TrainingDataError(f"the test split is empty: every class needs at least two {unit}s")
     else:
-        train_idx, val_idx = split_by_group(groups, labels, val_fraction=tr.val_fraction, seed=tr.seed)
+        train_idx, val_idx = split(groups, labels, tr.val_fraction, tr.seed)
         test_idx = np.zeros(0, dtype=np.int64)
     if len(val_idx) == 0:
-        raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
+        raise TrainingDataError(f"the validation split is empty: every class needs at least two {unit}s")
     parts = [{groups[i] for i in idx} for idx in (train_idx, val_idx, test_idx)]
     for a, b in ((0, 1), (0, 2), (1, 2)):
         overlap = parts[a] & parts[b]
@@ -460,7 +613,8 @@ def split_run(
 
 
 def split_record(groups: list[str], unit: str, parts: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The content of ``RUN/split.json``: per part the epoch indices and the sorted group (image / trial) ids."""
+    """The content of ``RUN/split.json``: per part the epoch indices and the sorted group (image / recording /
+    block / trial) ids."""
     out: dict[str, Any] = {"unit": unit}
     for name, idx in parts.items():
         out[name] = {"index": [int(i) for i in idx], unit + "s": sorted({groups[int(i)] for i in idx})}
@@ -504,7 +658,8 @@ def export_run(run: str | Path, out: str | Path | None = None) -> Path:
 
 
 __all__ = [
-    "CHECKPOINT", "ConfigError", "DataConfig", "RunConfig", "RunData", "RunResult", "RunSection", "StudentConfig",
-    "SynthConfig", "TeacherConfig", "TrainConfig", "batch_loss", "export_run", "fit_run", "load_config",
-    "load_run_model", "prepare_data", "recording_subjects", "split_run", "train_fixed_epochs",
+    "CHECKPOINT", "RUN_SPLITS", "TRIAL_LEAK", "ConfigError", "DataConfig", "RunConfig", "RunData", "RunResult",
+    "RunSection", "SplitPlan", "StudentConfig", "SynthConfig", "TeacherConfig", "TrainConfig", "batch_loss",
+    "check_recorded_split", "export_run", "fit_run", "load_config", "load_run_model", "plan_split", "prepare_data", "recording_subjects",
+    "split_epochs", "split_run", "train_fixed_epochs",
 ]  # fmt: skip

@@ -106,6 +106,8 @@ def test_run_folder(run):
     assert "chance" in report and "learning_curves.png" in report
     split = json.loads((path / "split.json").read_text())  # no test split by default: the current behaviour
     assert split["unit"] == "image" and split["test"] == {"index": [], "images": []} and m["n_test"] == 0
+    assert split["split"] == "by-image" and split["chosen"].startswith("default") and split["leaky"] is None
+    assert card.provenance["split"] == "by-image" and m["split_info"]["groups"]["test"] == 0
     assert len(split["train"]["index"]) == m["n_train"] and len(split["validation"]["index"]) == m["n_val"]
 
 

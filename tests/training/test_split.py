@@ -1,11 +1,15 @@
-"""The train/validation split is by image, stratified by class, deterministic, and never leaks an image."""
+"""The train/validation split is by image, stratified by class, deterministic, and never leaks an image; a fit run's
+``[data] split`` default is never by trial."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from training.fit import TrainingDataError, split_by_group
+from bci_stream.errors import ConfigError
+from training.fit import LabelledEpochs, TrainingDataError, split_by_group, split_whole_groups
+from training.run_config import DataConfig, TrainConfig
+from training.runs import plan_split, split_run
 
 
 def _trials(n_classes=4, images=6, repeats=5):
@@ -41,3 +45,53 @@ def test_split_is_deterministic_by_seed():
 def test_an_image_with_two_labels_is_refused():
     with pytest.raises(TrainingDataError, match="two labels"):
         split_by_group(["img1", "img1", "img2", "img3"], ["a", "b", "a", "b"])
+
+
+def _epochs(n_recordings: int, pattern: str = "aabbaabb", images: bool = False) -> LabelledEpochs:
+    """Trials of ``pattern`` (one class letter each) in every recording, in recording order."""
+    labels = list(pattern) * n_recordings
+    rec = np.repeat(np.arange(n_recordings), len(pattern))
+    groups = [f"img{i}" for i in range(len(labels))] if images else [f"trial{r}:{i}" for i, r in enumerate(rec)]
+    return LabelledEpochs(X=np.zeros((len(labels), 2, 1)), labels=labels, groups=groups, markers=[],
+                          split_unit="image" if images else "trial", n_dropped=0,
+                          sources=[f"/data/run-{r}.fif" for r in range(n_recordings)], recording=rec)  # fmt: skip
+
+
+def _data(**kw):  # type: ignore[no-untyped-def]
+    return DataConfig(recordings=[], image_regex="", **kw)
+
+
+@pytest.mark.parametrize(
+    ("n_recordings", "images", "expected"),
+    [(1, False, "by-block"), (2, False, "by-block"), (3, False, "by-recording"), (4, True, "by-image")],
+)
+def test_default_split_is_never_by_trial(n_recordings, images, expected):
+    plan = plan_split(_epochs(n_recordings, images=images), _data(), TrainConfig())
+    assert plan.name == expected and plan.chosen.startswith("default") and plan.leak is None
+    if expected == "by-block":  # runs of same-class trials inside each recording: aa, bb, aa, bb
+        assert len(set(plan.groups)) == 4 * n_recordings and plan.groups[0] == plan.groups[1] != plan.groups[2]
+
+
+def test_by_recording_split_keeps_recordings_whole_with_a_test_part():
+    data = _epochs(5)
+    plan = plan_split(data, _data(split="by-recording"), TrainConfig(test_fraction=0.2))
+    parts = split_run(plan.groups, data.labels, TrainConfig(test_fraction=0.2), plan.unit)
+    sides = [{plan.groups[i] for i in idx} for idx in parts]
+    assert all(sides) and not (sides[0] & sides[1] or sides[0] & sides[2] or sides[1] & sides[2])
+    assert sum(map(len, sides)) == 5 and sum(map(len, parts)) == len(data.labels)
+
+
+def test_split_whole_groups_is_deterministic_and_disjoint():
+    groups = [f"r{i % 4}" for i in range(40)]
+    train, val = split_whole_groups(groups, val_fraction=0.3, seed=3)
+    assert len({groups[i] for i in val}) == 1 and not {groups[i] for i in train} & {groups[i] for i in val}
+    assert np.array_equal(val, split_whole_groups(groups, val_fraction=0.3, seed=3)[1])
+    with pytest.raises(TrainingDataError, match="at least 2"):
+        split_whole_groups(["r0"] * 5)
+
+
+def test_by_trial_carries_the_leak_note_and_by_recording_needs_recordings():
+    plan = plan_split(_epochs(1), _data(split="by-trial"), TrainConfig())
+    assert plan.name == "by-trial" and "not independent" in (plan.leak or "")
+    with pytest.raises(ConfigError, match=r"\[data\] split = 'by-recording' needs at least 2 recordings .* got 1"):
+        plan_split(_epochs(1), _data(split="by-recording"), TrainConfig())
