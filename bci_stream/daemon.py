@@ -13,21 +13,18 @@ Accounting rule (DESIGN.md): every marker matching the events gets exactly one `
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pylsl
 
 from . import lsl
 from .acquisition import Accepted, Acquisition, Item, StreamHealth, ValenceWindow
-from .card import InputSpec
-from .config import DEFAULT_EVENTS, DaemonConfig, MarkerSection, StreamSelector, marker_rules
+from .config import DEFAULT_EVENTS, DaemonConfig, StreamSelector, marker_rules
 from .epochs import Drop, DropReason, Epoch, Marker
 from .errors import BciStreamError, ModelCardError
 from .features import FeatureContext, FeaturePipeline
@@ -48,53 +45,12 @@ from .messages import Drop as DropMessage
 from .pipeline import EpochPipeline
 from .publish import Publisher
 from .signal import normalize, softmax
+from .truth import TruthRule, class_for_label
 from .zeroshot import ZeroShotHead
 
 log = logging.getLogger(__name__)
 
 _TIMING_PARTS = ("preprocess", "queue", "inference", "publish", "total")
-
-
-def class_for_label(label: str, classes: list[str]) -> str | None:
-    """The model class a marker label names: the class itself, or a class whose first word it is.
-
-    EEG-ImageNet classes read ``"n02951358 canoe"`` while markers carry ``n02951358``.
-    """
-    for cls in classes:
-        if label == cls or label == cls.split(" ", 1)[0]:
-            return cls
-    return None
-
-
-@dataclass(frozen=True)
-class TruthRule:
-    """How a marker names its true class, for live accuracy: a regex's ``label`` group, or a map of whole marker
-    values to classes (a card's ``input.label_map``); ``described`` says which, and where it came from."""
-
-    pattern: re.Pattern[str] | None
-    mapping: dict[str, str] | None
-    described: str
-
-    @classmethod
-    def choose(cls, markers: MarkerSection, card: InputSpec) -> TruthRule:
-        """The config's ``[markers] label`` when given, else the card's label map, else its regex, else the default."""
-        label = marker_rules(markers, card.events, card.label)[1]
-        if markers.label is None and card.label_map:
-            pairs = ", ".join(f"{k!r}: {v!r}" for k, v in list(card.label_map.items())[:10])
-            more = f" ... ({len(card.label_map)} entries)" if len(card.label_map) > 10 else ""
-            return cls(None, dict(card.label_map), f"map {{{pairs}{more}}} (from the model card)")
-        if label:
-            where = ("config [markers] label" if markers.label is not None
-                     else "the model card" if card.label else "the default")  # fmt: skip
-            return cls(re.compile(label), None, f"regex {label!r} (from {where})")
-        return cls(None, None, "none (config [markers] label = ''): accuracy is not scored")
-
-    def raw(self, value: str) -> str | None:
-        """The true class the marker ``value`` names (before matching it to the model's classes), or None."""
-        if self.mapping is not None:
-            return self.mapping.get(value)  # a marker the map does not name has no true class
-        m = self.pattern.search(value) if self.pattern is not None else None
-        return m.groupdict().get("label") if m is not None else None
 
 
 class _NoMatchWatch:

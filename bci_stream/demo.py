@@ -30,7 +30,7 @@ from .messages import Drop, Prediction, Status, Valence
 from .recordings import read_recording
 
 if TYPE_CHECKING:
-    from .daemon import TruthRule
+    from .truth import TruthRule
 
 
 def free_tcp_endpoint() -> str:
@@ -55,16 +55,16 @@ def summary_line(predictions: list[Prediction], drops: list[Drop], markers: int,
 def offline_accuracy(recording: Path, model: Path, events: str, label: str | TruthRule | None) -> str:
     """The model's accuracy on ``recording`` cut offline: the same pipeline, normalisation, ONNX model and scoring
     rule as the daemon, in one piece instead of live chunks (``make demo-real`` prints it beside the live one).
-    ``label`` is the daemon's :class:`~bci_stream.daemon.TruthRule` (a regex or a label map), or a regex.
+    ``label`` is the daemon's :class:`~bci_stream.truth.TruthRule` (a regex or a label map), or a regex.
 
     The samples first take the replay's round trip (float32 in microvolts on the wire, back to volts), so the two
     paths see the same numbers; "n/a" when no epoch carries a label the model knows.
     """
-    from .daemon import TruthRule, class_for_label
     from .inference import OnnxModel
     from .pipeline import epochs_from_recording
     from .replay import STREAM_UNITS
     from .signal import normalize, unit_scale
+    from .truth import TruthRule, class_for_label
 
     rec = read_recording(recording)
     to_wire = unit_scale(rec.units, STREAM_UNITS)
@@ -215,7 +215,7 @@ def run_demo(
         )
     line = summary_line(predictions, drops, expected, provider)
     if offline:  # issue 11: the same model on the same recording, cut offline; it must agree with accuracy=
-        from .daemon import TruthRule
+        from .truth import TruthRule
 
         rule_events = marker_rules(cfg.markers, card.events, card.label)[0]  # the daemon's own rules
         truth = TruthRule.choose(cfg.markers, card)

@@ -12,12 +12,12 @@ import pytest
 
 from bci_stream.card import read_card
 from bci_stream.client import Subscriber
-from bci_stream.daemon import TruthRule
 from bci_stream.demo import offline_accuracy
 from bci_stream.epochs import Marker
 from bci_stream.listen import card_summary
 from bci_stream.messages import Prediction, Status
 from bci_stream.recordings import read_recording
+from bci_stream.truth import TruthRule
 from tests.support import collect, daemon_config, playing, running_daemon, unique
 
 pytestmark = pytest.mark.e2e

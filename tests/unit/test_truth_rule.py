@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bci_stream.card import InputSpec
 from bci_stream.config import MarkerSection
-from bci_stream.daemon import TruthRule
+from bci_stream.truth import TruthRule
 
 CARD = {"sfreq": 256.0, "n_times": 10, "channels": ["Cz"]}
 
