@@ -149,3 +149,19 @@ def test_an_impossible_split_is_refused_naming_split(eeglab, tmp_path: Path, cap
     err = capsys.readouterr().err
     assert expect in err and "--split by-block" in err, err
     assert not out.exists()
+
+
+def test_train_student_split_argument_refuses_naming_split_and_defaults_unchanged(eeglab) -> None:
+    from bci_stream.errors import ConfigError
+    from bci_stream.recordings import read_recording
+    from training.fit import train_student
+
+    rec = read_recording(eeglab, event_fields=["position"])
+    kwargs = {"events": "^square", "label_regex": r"position=(?P<label>\d)", "n_times": 38, "tmin": 0.0,
+              "bandpass": (5.0, 50.0), "notch": None, "hidden": 8, "n_layers": 1, "epochs": 1}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train_student: split='by-recording' needs at least 2 recordings"):
+        train_student(rec, split="by-recording", **kwargs)
+    default = train_student(rec, **kwargs)  # no split: the old by-trial split, as before (warned in the log)
+    assert default.card.provenance["split"] == "by-trial" and "split_info" not in default.card.provenance
+    blocks = train_student(rec, split="by-block", **kwargs)
+    assert blocks.card.provenance["split_info"]["chosen"] == "split" and blocks.metrics["split"] == "by-block"
