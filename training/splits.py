@@ -28,13 +28,14 @@ SPLITS = ("by-image", "by-recording", "by-block", "by-trial")
 @dataclass(frozen=True)
 class SplitOption:
     """How messages name the split setting: ``setting`` formats the key with a value, ``choose`` a value to choose,
-    ``image_regex`` the image-id pattern's setting, ``test`` what asks for a test split; ``leak`` is the note a
+    ``image_regex`` the image-id pattern's setting (``image_setting`` in full), ``test`` what asks for a test split; ``leak`` is the note a
     by-trial split carries."""
 
     key: str
     setting: str
     choose: str
     image_regex: str
+    image_setting: str
     test: str
     leak: str
 
@@ -48,19 +49,21 @@ class SplitOption:
 #: ``bci-train fit --config``: ``[data] split``.
 CONFIG_OPTION = SplitOption(
     key="[data] split", setting="[data] split = {!r}", choose="split = {!r}", image_regex="image_regex",
-    test="[train] test_fraction > 0",
+    image_setting="[data] image_regex", test="[train] test_fraction > 0",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so validation and "
          "test accuracy are optimistic; choose [data] split = 'by-recording' or 'by-block'",
 )  # fmt: skip
 #: ``bci-train distil``: ``--split``.
 CLI_OPTION = SplitOption(
-    key="--split", setting="--split {}", choose="--split {}", image_regex="--image-regex", test="a test split",
+    key="--split", setting="--split {}", choose="--split {}", image_regex="--image-regex",
+    image_setting="--image-regex", test="a test split",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
          "accuracy is optimistic; choose --split by-recording or --split by-block",
 )  # fmt: skip
 #: :func:`training.fit.train_student` called from Python: its ``split`` argument.
 API_OPTION = SplitOption(
-    key="split", setting="split={!r}", choose="split={!r}", image_regex="image_regex", test="a test split",
+    key="split", setting="split={!r}", choose="split={!r}", image_regex="image_regex",
+    image_setting="image_regex", test="a test split",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
          "accuracy is optimistic; choose split='by-recording' or split='by-block'",
 )  # fmt: skip
@@ -119,9 +122,7 @@ def plan(
     if split is not None:
         name, chosen = split, option.key
     elif data.split_unit == "image":
-        name, chosen = "by-image", f"default: the markers carry image ids ({option.image_regex})"
-        if option is CONFIG_OPTION:
-            chosen = "default: the markers carry image ids ([data] image_regex)"
+        name, chosen = "by-image", f"default: the markers carry image ids ({option.image_setting})"
     elif n_rec >= 3:
         name, chosen = "by-recording", f"default: no image ids, {n_rec} recordings"
     else:
