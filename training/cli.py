@@ -83,7 +83,7 @@ def _cmd_distil(args: argparse.Namespace) -> int:
     teacher = PrecomputedTeacher.load(args.teacher) if args.teacher is not None else None
     real = distil_arguments(args, DEFAULT_LABEL_REGEX)  # issue 11: event fields, label map, tmax, channels, band cap
     recordings = real["recordings"]
-    leak_warnings = distil_leak_check(args, recordings, real)
+    leak_warnings, split = distil_leak_check(args, recordings, real)  # the split trained on, leak-checked
     result = train_student(
         recordings,
         events=args.events,
@@ -104,6 +104,7 @@ def _cmd_distil(args: argparse.Namespace) -> int:
         n_layers=args.layers,
         pooling=args.pooling,
         val_fraction=args.val_fraction,
+        split=split,
         seed=args.seed,
         name=args.name or Path(args.out).stem,
     )
@@ -368,7 +369,7 @@ def _add_data_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--events", default=DEFAULT_EVENTS, help=f"marker regex (default {DEFAULT_EVENTS!r})")
     p.add_argument("--label-regex", default=DEFAULT_LABEL_REGEX)
-    p.add_argument("--image-regex", default=DEFAULT_IMAGE_REGEX, help="'' to split by trial")
+    p.add_argument("--image-regex", default=DEFAULT_IMAGE_REGEX, help="'' for no image ids (see --split)")
     p.add_argument("--tmin", type=float, default=0.04)
     p.add_argument("--n-times", type=int, default=440)
     p.add_argument("--bandpass", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),

@@ -2,9 +2,10 @@
 
 The data path is the daemon's: epochs are cut and causally filtered by :func:`bci_stream.pipeline.epochs_from_recording`
 and normalised by :func:`bci_stream.signal.normalize` with statistics fitted on the training split only. The split is
-by image (every trial of an image lands on one side; without image ids, by trial), stratified by class, and asserted
-disjoint. No model selection happens on the validation split: the model after the last epoch is the model. Training goes
-through the one loop (:func:`training.loop.fit_model`, ``name="distil"``) in its ``"generator"`` batch order.
+by image (every trial of an image lands on one side; without image ids, by trial) unless ``split`` names the unit
+(:mod:`training.splits`: image, recording, block, trial), stratified by class, and asserted disjoint. No model
+selection happens on the validation split: the model after the last epoch is the model. Training goes through the one
+loop (:func:`training.loop.fit_model`, ``name="distil"``) in its ``"generator"`` batch order.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,6 +29,9 @@ from bci_stream.signal import fit_channel_normalization, normalize
 
 from .errors import SettingError, TrainingDataError
 from .teachers import PrecomputedTeacher, TeacherError
+
+if TYPE_CHECKING:
+    from .splits import SplitPlan
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +310,7 @@ def train_student(
     n_features: int = 128,
     pooling: str = "mean",
     val_fraction: float = 0.3,
+    split: str | SplitPlan | None = None,
     seed: int = 0,
     class_names: Mapping[str, str] | None = None,
     name: str = "cogninet-blstm2",
@@ -337,6 +342,12 @@ def train_student(
         The student (:data:`training.students.STUDENTS`) and its options.
     val_fraction, seed
         Share of each class's images held out for validation; one seed fixes split, initialisation and order.
+    split
+        None (default, unchanged): by image, or by trial when no marker carries an image id — leaky on real EEG.
+        ``by-image``, ``by-recording``, ``by-block`` or ``by-trial`` (warned, recorded as leaky), as
+        :func:`training.splits.plan` (``bci-train fit``'s ``[data] split``); a :class:`training.splits.SplitPlan`
+        made by the caller (``bci-train distil --split``, which leak-checks it first) is used as is. Either is recorded in the card's
+        ``provenance.split`` and ``split_info``; impossible splits are refused naming ``split``.
     class_names
         Display names for labels in the card (default: the teacher's names, else the labels).
     threads
@@ -390,6 +401,7 @@ def _train(
     n_features: int,
     pooling: str,
     val_fraction: float,
+    split: str | SplitPlan | None,
     seed: int,
     class_names: Mapping[str, str] | None,
     name: str,
@@ -409,16 +421,25 @@ def _train(
         teacher = PrecomputedTeacher.load(teacher)
     loss = _loss_name(loss, teacher)
     classes, y = class_index(data.labels, teacher)
-    train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=val_fraction, seed=seed)
-    if len(val_idx) == 0:
-        raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
+    plan = _split_plan(split, data, image_regex)
+    if plan is None:  # the original split (synthetic / by-image path: bit-identical models)
+        train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=val_fraction, seed=seed)
+        if len(val_idx) == 0:
+            raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
+        if data.split_unit == "trial":
+            log.warning("split by trial (no marker carries an image id): leaky on real EEG, the validation accuracy "
+                        "is optimistic; pass split='by-block' or split='by-recording'")  # fmt: skip
+    else:
+        from .splits import split_parts
+
+        train_idx, val_idx, _ = split_parts(plan.groups, data.labels, plan.unit, val_fraction=val_fraction, seed=seed)
     norm = fit_channel_normalization(data.X[train_idx])
     X = normalize(data.X, norm).astype(np.float32)
     t_logits = teacher.lookup(data.groups, classes) if teacher is not None else None
     n_out = len(classes)
     log.info(
         "data: %d epochs (%d dropped) from %d recording(s), %d classes, split by %s: %d train / %d validation",
-        len(y), data.n_dropped, len(recs), n_out, data.split_unit, len(train_idx), len(val_idx),
+        len(y), data.n_dropped, len(recs), n_out, plan.unit if plan else data.split_unit, len(train_idx), len(val_idx),
     )  # fmt: skip
 
     options = {
@@ -449,6 +470,10 @@ def _train(
     }
     if t_logits is not None:
         metrics["teacher_val_accuracy"] = float((t_logits[val_idx].argmax(1) == y[val_idx]).mean())
+    split_info = plan.info({"train": train_idx, "validation": val_idx}) if plan is not None else None
+    if split_info is not None:
+        metrics["split"] = split_info["split"]
+        metrics["split_info"] = split_info
 
     names = [(class_names or {}).get(c) or (teacher.name_of(c) if teacher is not None else c) for c in classes]
     card = ModelCard(
@@ -468,11 +493,12 @@ def _train(
             "data": data_description or "; ".join(data.sources),
             "events": events,
             "labels": {"regex": label_regex, "classes": classes},
-            "split": f"by-{data.split_unit}",
+            "split": plan.name if plan is not None else f"by-{data.split_unit}",
+            **({"split_info": split_info} if split_info is not None else {}),
             "val_fraction": val_fraction,
             # no timings in the card: the same seed must give the same file (make models rebuilds bit for bit)
             "metrics": {k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in metrics.items()
-                        if k != "train_seconds"},
+                        if k not in ("train_seconds", "split", "split_info")},
             "code_version": code_version(),
             "seed": seed,
         },
@@ -483,6 +509,20 @@ def _train(
         metrics["train_seconds"],
     )  # fmt: skip
     return TrainResult(model, card, metrics, history, classes, train_idx, val_idx)
+
+
+def _split_plan(split: str | SplitPlan | None, data: LabelledEpochs, image_regex: str | None) -> SplitPlan | None:
+    """``train_student``'s ``split`` as a plan over ``data`` (None: the original by-image / by-trial split)."""
+    from .splits import API_OPTION, SplitPlan, plan
+
+    if split is None:
+        return None
+    if isinstance(split, SplitPlan):
+        if len(split.groups) != len(data.labels):
+            raise SettingError(f"split: the given plan has {len(split.groups)} units but {len(data.labels)} epochs were "
+                               "cut; make the plan from the same recordings and epoch settings")  # fmt: skip
+        return split
+    return plan(data, split, image_regex=image_regex, option=API_OPTION, source="train_student")
 
 
 def _loss_name(loss: str | None, teacher: PrecomputedTeacher | None) -> str:

@@ -133,6 +133,11 @@ def add_distil_options(p: argparse.ArgumentParser) -> None:
                         "the label unless --label-regex is given")  # fmt: skip
     p.add_argument("--label-map", default=None, help="marker value to class, e.g. '1=house,2=face'")
     p.add_argument("--strict", action="store_true", help="refuse when recordings/epochs leak across the split")
+    from .splits import SPLITS
+
+    p.add_argument("--split", choices=SPLITS, default=None,
+                   help="the unit train and validation never share; default: by-image when markers carry image ids, "
+                        "else by-recording (3+ recordings) or by-block; by-trial is leaky (warned, recorded)")  # fmt: skip
 
 
 def distil_arguments(args: argparse.Namespace, default_label_regex: str) -> dict[str, Any]:
@@ -185,15 +190,22 @@ def _check_labels(recs: list[Any], events: str, label_regex: str, event_fields: 
         )
 
 
-def distil_leak_check(args: argparse.Namespace, recs: list[Any], spec_kwargs: dict[str, Any]) -> list[str]:
-    """Hash the recordings and the epochs of distil's train/validation split (the split train_student will draw)."""
-    from .fit import cut_epochs, epoch_spec, split_by_group
+def distil_leak_check(args: argparse.Namespace, recs: list[Any], spec_kwargs: dict[str, Any]) -> tuple[list[str], Any]:
+    """Plan distil's split (``--split`` or its default, :func:`training.splits.plan`, as ``bci-train fit``), then
+    hash the recordings and the epochs of its train/validation parts; returns (warnings, the plan), and
+    :func:`training.fit.train_student` is given that plan, so the split checked is the split trained on."""
+    from .fit import cut_epochs, epoch_spec
     from .leaks import check_epoch_split
+    from .splits import CLI_OPTION, plan, split_parts
 
     input_spec, prep = epoch_spec(recs, channels=spec_kwargs["channels"], sfreq=None, n_times=spec_kwargs["n_times"],
                                   tmin=args.tmin, bandpass=spec_kwargs["bandpass"],
                                   notch=args.notch if args.notch and args.notch > 0 else None)  # fmt: skip
     data = cut_epochs(recs, input_spec, prep, events=args.events, label_regex=spec_kwargs["label_regex"],
                       image_regex=args.image_regex or None)  # fmt: skip
-    train, val = split_by_group(data.groups, data.labels, val_fraction=args.val_fraction, seed=args.seed)
-    return check_epoch_split(recs, data, train, val, strict=args.strict)
+    split = plan(data, args.split, image_regex=args.image_regex or None, option=CLI_OPTION, source="bci-train distil")
+    train, val, _ = split_parts(split.groups, data.labels, split.unit, val_fraction=args.val_fraction, seed=args.seed)
+    warnings = check_epoch_split(recs, data, train, val, strict=args.strict)
+    if split.leak:
+        warnings.append(f"--split {split.name}: {split.leak}")
+    return warnings, split

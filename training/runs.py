@@ -45,7 +45,6 @@ from bci_stream.card import InputSpec, ModelCard, Preprocessing
 from bci_stream.errors import ConfigError  # the one ConfigError; importable from here for one release
 from bci_stream.signal import fit_channel_normalization, normalize
 
-from .errors import TrainingDataError
 from .fit import LabelledEpochs, class_index, epoch_spec
 from .loop import Batch, Dist, IndexBatches, LoopConfig, distributed, fit_model
 from .run_config import (
@@ -60,6 +59,7 @@ from .run_config import (
     load_config,
 )
 from .run_report import confusion, run_card, write_outputs
+from .splits import CONFIG_OPTION, SPLITS, SplitPlan, plan, split_parts
 
 log = logging.getLogger(__name__)
 
@@ -101,99 +101,22 @@ class RunData:
 
 
 #: ``[data] split`` values of a fit run: the unit that no two parts (train / validation / test) share.
-RUN_SPLITS = ("by-image", "by-recording", "by-block", "by-trial")
+RUN_SPLITS = SPLITS
 #: What a by-trial split of real recordings is recorded as (log, split.json, metrics, card).
-TRIAL_LEAK = (
-    "leaky: trials of one recording are not independent (they share slow drifts and blocks), so validation and "
-    "test accuracy are optimistic; choose [data] split = 'by-recording' or 'by-block'"
-)
-
-
-@dataclass(frozen=True)
-class SplitPlan:
-    """How a run splits its epochs: ``name`` (a :data:`RUN_SPLITS` value), the unit id of every epoch, why this
-    split (``[data] split`` or the default's reason) and, for a leaky split, the note recorded with the run."""
-
-    name: str
-    groups: list[str]
-    chosen: str
-    leak: str | None = None
-
-    @property
-    def unit(self) -> str:
-        return self.name.removeprefix("by-")
-
-    def info(self, parts: dict[str, np.ndarray]) -> dict[str, Any]:
-        """What ``metrics.json`` and the card record: the split, its unit, why, group counts per part, leak."""
-        counts = {name: len({self.groups[int(i)] for i in idx}) for name, idx in parts.items()}
-        return {"split": self.name, "unit": self.unit, "chosen": self.chosen, "groups": counts, "leaky": self.leak}
-
-
-def _recording_names(sources: list[str]) -> list[str]:
-    names = [Path(s).name for s in sources]
-    return names if len(set(names)) == len(names) else [f"{i}:{n}" for i, n in enumerate(names)]
+TRIAL_LEAK = CONFIG_OPTION.leak
 
 
 def plan_split(data: LabelledEpochs, d: DataConfig, tr: TrainConfig, source: str = "run config") -> SplitPlan:
-    """The split unit of every epoch for ``[data] split``, or the default: by image when the markers carry image
-    ids, else by recording with at least 3 recordings, else by block (runs of consecutive same-class trials in
-    each recording, :func:`training.crossval.same_class_runs`) — never silently by trial.
+    """The split unit of every epoch for ``[data] split``, or the default (:func:`training.splits.plan`, shared
+    with ``bci-train distil --split``): by image when the markers carry image ids, else by recording with at least
+    3 recordings, else by block — never silently by trial.
 
     Raises :class:`ConfigError` (naming ``[data] split``, the value, the number of groups and what to choose
     instead) when the split cannot give every part (train, validation and, with ``test_fraction``, test) its own
     groups; a by-trial split is logged as a warning and carries :data:`TRIAL_LEAK`.
     """
-    from .crossval import same_class_runs
-
-    rec = data.recording if data.recording is not None else np.zeros(len(data.labels), dtype=np.int64)
-    names = _recording_names(data.sources)
-    n_rec = len(set(rec.tolist()))
-    if d.split is not None:
-        name, chosen = d.split, "[data] split"
-    elif data.split_unit == "image":
-        name, chosen = "by-image", "default: the markers carry image ids ([data] image_regex)"
-    elif n_rec >= 3:
-        name, chosen = "by-recording", f"default: no image ids, {n_rec} recordings"
-    else:
-        name, chosen = "by-block", f"default: no image ids, {n_rec} recording(s) (by-recording needs 3)"
-    need = 3 if tr.test_fraction > 0 else 2
-    parts = "train, validation and test ([train] test_fraction > 0)" if need == 3 else "train and validation"
-    key = f"{source}: [data] split = {name!r}" + ("" if d.split is not None else " (the default)")
-    if name == "by-image":
-        if data.split_unit != "image":
-            raise ConfigError(f"{key}: image_regex {d.image_regex!r} matches no marker, so there are no image ids; "
-                              "fix image_regex or choose split = 'by-recording' or 'by-block'")  # fmt: skip
-        return SplitPlan(name, list(data.groups), chosen)
-    if name == "by-recording":
-        groups = [names[int(r)] for r in rec]
-        if n_rec < need:
-            raise ConfigError(
-                f"{key} needs at least {need} recordings ({parts} each take whole recordings), got {n_rec}; "
-                "choose split = 'by-block' (runs of same-class trials) or give more recordings"
-            )
-        return SplitPlan(name, groups, chosen)
-    if name == "by-block":
-        blocks = same_class_runs(np.asarray(data.labels), rec)
-        groups = [f"{names[int(r)]}#block{int(b)}" for r, b in zip(rec, blocks, strict=True)]
-        per_class = {c: len({g for g, y in zip(groups, data.labels, strict=True) if y == c})
-                     for c in sorted(set(data.labels))}  # fmt: skip
-        cls, fewest = min(per_class.items(), key=lambda kv: kv[1])
-        if fewest < need:
-            other = (
-                "split = 'by-recording'" if n_rec >= need else f"{need} or more recordings with split = 'by-recording'"
-            )
-            raise ConfigError(
-                f"{key} needs at least {need} blocks of every class ({parts} each take whole blocks), but class "
-                f"{cls!r} has {fewest} (of {len(set(groups))} blocks in {n_rec} recording(s)); choose {other}"
-            )
-        return SplitPlan(name, groups, chosen)
-    counter: dict[int, int] = {}
-    groups = []
-    for r in rec.tolist():
-        groups.append(f"trial{r}:{counter.get(r, 0)}")
-        counter[r] = counter.get(r, 0) + 1
-    log.warning("%s: %s", key, TRIAL_LEAK)
-    return SplitPlan(name, groups, chosen, leak=TRIAL_LEAK)
+    return plan(data, d.split, image_regex=d.image_regex, test=tr.test_fraction > 0, option=CONFIG_OPTION,
+                source=source)  # fmt: skip
 
 
 def split_epochs(
@@ -579,37 +502,10 @@ def recording_subjects(config: RunConfig) -> list[str] | None:
 def split_run(
     groups: list[str], labels: list[str], tr: TrainConfig, unit: str = "image"
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Indices (train, validation, test), by group (``unit``: image, block, trial or recording), chosen before any
-    training.
-
-    Single-class groups are split stratified by class (:func:`training.fit.split_by_group`); recordings, which hold
-    every class, as whole groups (:func:`training.fit.split_whole_groups`). With ``test_fraction`` > 0 the test
-    groups are drawn first (seed + 1), then the rest is split into train / validation exactly as without a test
-    split. Asserts that no group is in two parts.
-    """
-    from .fit import split_by_group, split_whole_groups
-
-    def split(gs: list[str], ls: list[str], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        if unit == "recording":
-            return split_whole_groups(gs, val_fraction=fraction, seed=seed)
-        return split_by_group(gs, ls, val_fraction=fraction, seed=seed)
-
-    if tr.test_fraction > 0:
-        rest, test_idx = split(groups, labels, tr.test_fraction, tr.seed + 1)
-        sub_t, sub_v = split([groups[i] for i in rest], [labels[i] for i in rest], tr.val_fraction, tr.seed)
-        train_idx, val_idx = rest[sub_t], rest[sub_v]
-        if len(test_idx) == 0:
-            raise TrainingDataError(f"the test split is empty: every class needs at least two {unit}s")
-    else:
-        train_idx, val_idx = split(groups, labels, tr.val_fraction, tr.seed)
-        test_idx = np.zeros(0, dtype=np.int64)
-    if len(val_idx) == 0:
-        raise TrainingDataError(f"the validation split is empty: every class needs at least two {unit}s")
-    parts = [{groups[i] for i in idx} for idx in (train_idx, val_idx, test_idx)]
-    for a, b in ((0, 1), (0, 2), (1, 2)):
-        overlap = parts[a] & parts[b]
-        assert not overlap, f"split leaks {unit}s into two parts: {sorted(overlap)[:5]}"
-    return train_idx, val_idx, test_idx
+    """Indices (train, validation, test) of a run by group (:func:`training.splits.split_parts` with ``[train]``
+    val_fraction, test_fraction and seed), chosen before any training; asserted disjoint."""
+    return split_parts(groups, labels, unit, val_fraction=tr.val_fraction, seed=tr.seed,
+                       test_fraction=tr.test_fraction)  # fmt: skip
 
 
 def split_record(groups: list[str], unit: str, parts: dict[str, np.ndarray]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 from pathlib import Path
@@ -74,3 +75,93 @@ def test_label_map_turns_marker_values_into_named_classes(eeglab, tmp_path: Path
     # the daemon scores by the map (not the regex that picked the values out)
     assert card.input.label_map == {"square/position=1": "left", "square/position=2": "right"}
     assert card.provenance["labels"]["regex"] == "^(?P<label>square/position=1|square/position=2)$"  # type: ignore[index]
+
+
+def _distil(eeglab: Path, out: Path, *extra: str) -> list[str]:
+    return ["distil", "--recording", str(eeglab), "--events", "^square", "--event-fields", "position",
+            "--tmax", "0.3", "--out", str(out), *extra, *TINY]  # fmt: skip
+
+
+def _trained_split(monkeypatch) -> dict:
+    """Capture what distil hands train_student (the split plan) and the indices it trained / validated on."""
+    import training.fit
+
+    seen: dict = {}
+    real = training.fit.train_student
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen.update(plan=kwargs["split"], train=result.train_index, val=result.val_index)
+        return result
+
+    monkeypatch.setattr(training.fit, "train_student", spy)
+    return seen
+
+
+def test_without_image_ids_one_recording_splits_by_whole_blocks(eeglab, tmp_path: Path, capsys, monkeypatch) -> None:
+    """The EEGLAB file has no image ids and one recording: by-block by default, never by trial; every block (run of
+    consecutive same-class trials, recomputed here from the markers) lies wholly on one side; the card says so."""
+    from bci_stream.recordings import read_recording
+
+    seen = _trained_split(monkeypatch)
+    out = tmp_path / "m.onnx"
+    assert main(_distil(eeglab, out)) == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out)
+    prov = read_card(out).provenance
+    assert prov["split"] == "by-block" and printed["split"] == "by-block"
+    info = prov["split_info"]
+    assert info["unit"] == "block" and info["leaky"] is None and "1 recording(s)" in info["chosen"], info
+    assert info["groups"]["train"] + info["groups"]["validation"] == 13, info  # 6 + 7 blocks in the file
+    labels = [
+        m.value for m in read_recording(eeglab, event_fields=["position"]).markers if m.value.startswith("square")
+    ]
+    assert len(labels) == len(seen["train"]) + len(seen["val"]) == 80
+    blocks = [0]
+    for prev, cur in itertools.pairwise(labels):
+        blocks.append(blocks[-1] + (cur != prev))
+    side = {}
+    for i in seen["train"]:
+        side.setdefault(blocks[i], set()).add("train")
+    for i in seen["val"]:
+        side.setdefault(blocks[i], set()).add("val")
+    assert len(side) == 13 and all(len(s) == 1 for s in side.values()), side
+    assert {"train"} in side.values() and {"val"} in side.values()
+
+
+def test_split_by_trial_is_warned_and_the_card_says_leaky(eeglab, tmp_path: Path, capsys, caplog) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(_distil(eeglab, out, "--split", "by-trial")) == 0
+    printed = json.loads(capsys.readouterr().out)
+    prov = read_card(out).provenance
+    assert prov["split"] == "by-trial" and "leaky" in prov["split_info"]["leaky"]
+    assert "--split by-block" in prov["split_info"]["leaky"]
+    assert any("--split by-trial" in w and "leaky" in w for w in printed["leak_warnings"]), printed["leak_warnings"]
+    assert any("leaky" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("split", "expect"),
+    [("by-recording", "--split by-recording needs at least 2 recordings"), ("by-image", "--image-regex")],
+)
+def test_an_impossible_split_is_refused_naming_split(eeglab, tmp_path: Path, capsys, split: str, expect: str) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(_distil(eeglab, out, "--split", split)) == 2
+    err = capsys.readouterr().err
+    assert expect in err and "--split by-block" in err, err
+    assert not out.exists()
+
+
+def test_train_student_split_argument_refuses_naming_split_and_defaults_unchanged(eeglab) -> None:
+    from bci_stream.errors import ConfigError
+    from bci_stream.recordings import read_recording
+    from training.fit import train_student
+
+    rec = read_recording(eeglab, event_fields=["position"])
+    kwargs = {"events": "^square", "label_regex": r"position=(?P<label>\d)", "n_times": 38, "tmin": 0.0,
+              "bandpass": (5.0, 50.0), "notch": None, "hidden": 8, "n_layers": 1, "epochs": 1}  # fmt: skip
+    with pytest.raises(ConfigError, match=r"train_student: split='by-recording' needs at least 2 recordings"):
+        train_student(rec, split="by-recording", **kwargs)
+    default = train_student(rec, **kwargs)  # no split: the old by-trial split, as before (warned in the log)
+    assert default.card.provenance["split"] == "by-trial" and "split_info" not in default.card.provenance
+    blocks = train_student(rec, split="by-block", **kwargs)
+    assert blocks.card.provenance["split_info"]["chosen"] == "split" and blocks.metrics["split"] == "by-block"
