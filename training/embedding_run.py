@@ -210,6 +210,7 @@ def evaluate_embedding_run(run: str | Path, *, n_permutations: int = 1000) -> di
     from bci_stream.signal import fit_channel_normalization, normalize
 
     from .embedding import embed, retrieval
+    from .run_report import confusion
     from .runs import load_config
 
     run = Path(run)
@@ -239,13 +240,21 @@ def evaluate_embedding_run(run: str | Path, *, n_permutations: int = 1000) -> di
     seed = config.train.seed
     true = retrieval(emb, labels, table, permutations=n_permutations, seed=seed)
     k = len(names)
-    control = retrieval(emb, labels, table[np.roll(np.arange(k), 1)], permutations=n_permutations, seed=seed)
+    shuffled = table[np.roll(np.arange(k), 1)]
+    control = retrieval(emb, labels, shuffled, permutations=n_permutations, seed=seed)
+    ks = tuple(range(1, k + 1))  # the same retrieval, every k: top-1/top-5 of the curve are the table's numbers
+    curve_true, curve_control = (retrieval(emb, labels, t, ks=ks, permutations=0) for t in (table, shuffled))
+    top1 = np.argmax(_unit(emb.astype(np.float64)) @ _unit(table.astype(np.float64)).T, axis=1)
     results = {
         "run": str(run), "task": "embedding", "split_kind": "test classes",
         "split": f"{len(test)} epochs of {k} classes never seen in training nor used to choose the epoch "
                  f"(training classes {len(split['train'])}, validation classes {len(split['validation'])})",
         "classes": split, "best_epoch": dict(card.provenance.get("metrics") or {}).get("best_epoch"),  # type: ignore[call-overload]
         "zeroshot": true, "control_shuffled_table": control,
+        "topk": {"k": list(ks), "true": [curve_true[f"top{i}"] for i in ks],
+                 "control": [curve_control[f"top{i}"] for i in ks], "chance": [i / k for i in ks]},
+        "confusion": {"classes": names, "rows": "true class", "columns": "top-1 retrieved class",
+                      "counts": confusion(labels, top1, k).tolist()},
     }  # fmt: skip
     lines = [
         f"# Zero-shot evaluation of run {run.name}",
@@ -263,12 +272,62 @@ def evaluate_embedding_run(run: str | Path, *, n_permutations: int = 1000) -> di
         f"Permutation p: labels shuffled {n_permutations} times, (1 + #≥) / (1 + permutations). The control gives "
         "every class another class's row: at chance when the model uses the table's content.",
         "",
+        "![zero-shot top-k and confusion, test classes](zeroshot.png)",
+        "",
+        "Left: top-k retrieval accuracy, k = 1..K, with chance k/K and the shuffled-table control. Right: which "
+        "class's row ranks first for the epochs of each test class (counts).",
+        "",
     ]  # fmt: skip
+    zeroshot_plot(run / "zeroshot.png", results)
     path = run / "evaluation.md"
     path.write_text("\n".join(lines))
     results["report"] = str(path)
     path.with_suffix(".json").write_text(json.dumps(results, indent=2, default=jsonable))
     return results
+
+
+def zeroshot_figure(results: dict[str, Any]) -> Any:
+    """The figure of ``RUN/zeroshot.png``, drawn only from ``results`` (:func:`evaluate_embedding_run`'s
+    ``topk`` and ``confusion``): top-k accuracy for k = 1..K (true table, shuffled-table control, chance k/K)
+    beside the K × K confusion of the test classes (true class × top-1 retrieved class)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t, cm = results["topk"], results["confusion"]
+    counts, names = np.asarray(cm["counts"]), cm["classes"]
+    k, n = len(names), int(counts.sum())
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
+    a.plot(t["k"], t["true"], "o-", label="class table")
+    a.plot(t["k"], t["control"], "s-", color="tab:orange", label="shuffled table (control)")
+    a.plot(t["k"], t["chance"], "k--", linewidth=1, label="chance k/K")
+    a.set(xlabel="k (true class among the top k)", ylabel="top-k accuracy", ylim=(0, 1.02), xticks=t["k"])
+    a.set_title(f"top-k retrieval, K = {k} classes, n = {n} epochs", fontsize=10)
+    a.legend(fontsize=8, loc="lower right")
+    b.imshow(counts, cmap="Blues", vmin=0)
+    ticks = np.arange(k)
+    b.set_xticks(ticks, names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=8)
+    b.set_yticks(ticks, names, fontsize=8)
+    b.set(xlabel="top-1 retrieved class", ylabel="true class")
+    b.set_title(f"confusion (counts), top-1 {results['zeroshot']['top1']:.2f} vs chance {1 / k:.2f}", fontsize=10)
+    if k <= 15:
+        for (i, j), v in np.ndenumerate(counts):
+            b.text(j, i, str(v), ha="center", va="center", fontsize=8,
+                   color="white" if v > counts.max() / 2 else "black")  # fmt: skip
+    fig.suptitle("zero-shot on the test classes (never seen in training nor used to choose the epoch)", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def zeroshot_plot(path: Path, results: dict[str, Any]) -> Path:
+    """Write :func:`zeroshot_figure` to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    fig = zeroshot_figure(results)
+    fig.savefig(path, dpi=100, metadata={"Software": None})
+    plt.close(fig)
+    return path
 
 
 def headline(results: dict[str, Any]) -> dict[str, Any]:

@@ -137,3 +137,35 @@ def test_an_embedding_student_without_an_embedding_table_is_refused(tmp_path):
                       + "[embedding]\n")  # fmt: skip
     with pytest.raises(ConfigError, match="embedding student"):
         load_config(config)
+
+
+def test_evaluate_draws_zeroshot_png_from_the_evaluated_numbers(run, monkeypatch):
+    """``RUN/zeroshot.png``: a PNG linked from evaluation.md, drawn from the results evaluate returns (top-k curve
+    whose k=1 / k=5 points are the table's top-1 / top-5, chance k/K, the control; confusion summing to n)."""
+    import training.embedding_run as er
+    from training.evaluate_run import evaluate_run
+
+    path, _ = run
+    given: list = []
+    real = er.zeroshot_plot
+    monkeypatch.setattr(er, "zeroshot_plot", lambda p, results: given.append(results) or real(p, results))
+    results = evaluate_run(path, n_permutations=20)
+    png = path / "zeroshot.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    assert "![zero-shot top-k and confusion, test classes](zeroshot.png)" in (path / "evaluation.md").read_text()
+    assert given == [results]
+    z, c, k = results["zeroshot"], results["control_shuffled_table"], results["zeroshot"]["k"]
+    t, counts = results["topk"], np.asarray(results["confusion"]["counts"])
+    assert t["k"] == list(range(1, k + 1)) and t["chance"] == pytest.approx([i / k for i in t["k"]])
+    assert t["true"][0] == z["top1"] and t["true"][min(5, k) - 1] == z["top5"] and t["control"][0] == c["top1"]
+    assert np.all(np.diff(t["true"]) >= 0) and t["true"][-1] == 1.0
+    assert counts.shape == (k, k) and counts.sum() == z["n"] and np.trace(counts) / z["n"] == pytest.approx(z["top1"])
+    assert results["confusion"]["classes"] == results["classes"]["test"]
+    # what is drawn is what was given: the lines' y values and the image's counts
+    fig = er.zeroshot_figure(results)
+    curves, matrix = fig.axes
+    ys = [list(line.get_ydata()) for line in curves.get_lines()]
+    assert ys == [t["true"], t["control"], t["chance"]]
+    assert np.array_equal(matrix.get_images()[0].get_array(), counts)
+    assert f"K = {k}" in curves.get_title() and f"n = {z['n']}" in curves.get_title()
+    assert "never seen in training" in fig._suptitle.get_text()
