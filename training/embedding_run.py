@@ -11,7 +11,8 @@ those classes only); the rest train. Each class's table row is the normalised me
 Normalisation is fitted on the training epochs only. The run folder holds ``config.toml``, ``split.json`` (classes
 and epoch indices per part), ``model.pt`` (best weights), ``card.json`` (task ``embedding``, the test classes'
 table) and ``metrics.json``; :func:`evaluate_embedding_run` scores k-way retrieval on the test classes (top-1/top-5,
-chance, permutation p, and a shuffled-table control) into ``RUN/evaluation.md`` / ``.json``.
+chance, permutation p, and a shuffled-table control) into ``RUN/evaluation.md`` / ``.json``, with
+``RUN/zeroshot.png`` (:func:`zeroshot_figure`: top-k for k = 1..K beside the test classes' confusion).
 
 No resume and no ``torchrun`` for embedding runs (one process, start to end).
 """
@@ -175,7 +176,9 @@ def fit_embedding_run(config: RunConfig, config_path: Path, run_dir: Path) -> tu
         f"class: {len(split['train'])} training / {len(split['validation'])} validation (chose epoch "
         f"{fit.best_epoch}) / {len(split['test'])} test classes (never seen; `bci-train evaluate RUN`).\n\n"
         f"Validation-class top-1 {val['top1']:.3f} (chance {val['chance_top1']:.3f}; optimistic: these classes "
-        "chose the epoch).\n"
+        "chose the epoch).\n\n"
+        "The test classes: `bci-train evaluate RUN` writes [evaluation.md](evaluation.md) and the figure "
+        "[zeroshot.png](zeroshot.png) (top-k retrieval with chance k/K and the shuffled-table control, confusion).\n"
     )
     log.info("done: %s  best epoch %d  validation-class top-1 %.3f (chance %.3f)", run_dir, fit.best_epoch,
              val["top1"], val["chance_top1"])  # fmt: skip
@@ -199,8 +202,9 @@ def load_embedding_model(run: Path, card: ModelCard) -> Any:
 
 def evaluate_embedding_run(run: str | Path, *, n_permutations: int = 1000) -> dict[str, Any]:
     """k-way zero-shot retrieval of the run's **test classes** (never seen in training, never used to choose the
-    epoch) with the card's class table: top-1/top-5, chance, permutation p; a shuffled table as control. Writes
-    ``RUN/evaluation.md`` and ``RUN/evaluation.json``; returns the results.
+    epoch) with the card's class table: top-1/top-5, chance, permutation p; a shuffled table as control; the top-k
+    curve (``topk``: k = 1..K, true / control / chance k/K) and the K × K ``confusion`` (true × top-1 retrieved).
+    Writes ``RUN/evaluation.md``, ``RUN/evaluation.json`` and ``RUN/zeroshot.png``; returns the results.
 
     Raises
     ------
@@ -299,16 +303,19 @@ def zeroshot_figure(results: dict[str, Any]) -> Any:
     counts, names = np.asarray(cm["counts"]), cm["classes"]
     k, n = len(names), int(counts.sum())
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.1, 1]})
-    a.plot(t["k"], t["true"], "o-", label="class table")
-    a.plot(t["k"], t["control"], "s-", color="tab:orange", label="shuffled table (control)")
+    ms = 6 if k <= 20 else 3
+    a.plot(t["k"], t["true"], "o-", ms=ms, label="class table")
+    a.plot(t["k"], t["control"], "s-", ms=ms, color="tab:orange", label="shuffled table (control)")
     a.plot(t["k"], t["chance"], "k--", linewidth=1, label="chance k/K")
-    a.set(xlabel="k (true class among the top k)", ylabel="top-k accuracy", ylim=(0, 1.02), xticks=t["k"])
+    a.set(xlabel="k (true class among the top k)", ylabel="top-k accuracy", ylim=(0, 1.02))
+    if k <= 20:
+        a.set_xticks(t["k"])
     a.set_title(f"top-k retrieval, K = {k} classes, n = {n} epochs", fontsize=10)
     a.legend(fontsize=8, loc="lower right")
     b.imshow(counts, cmap="Blues", vmin=0)
-    ticks = np.arange(k)
-    b.set_xticks(ticks, names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=8)
-    b.set_yticks(ticks, names, fontsize=8)
+    ticks, size = np.arange(k), 8 if k <= 15 else max(3, 8 - k // 10)
+    b.set_xticks(ticks, names, rotation=45 if k > 4 else 0, ha="right" if k > 4 else "center", fontsize=size)
+    b.set_yticks(ticks, names, fontsize=size)
     b.set(xlabel="top-1 retrieved class", ylabel="true class")
     b.set_title(f"confusion (counts), top-1 {results['zeroshot']['top1']:.2f} vs chance {1 / k:.2f}", fontsize=10)
     if k <= 15:

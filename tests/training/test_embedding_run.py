@@ -153,6 +153,7 @@ def test_evaluate_draws_zeroshot_png_from_the_evaluated_numbers(run, monkeypatch
     png = path / "zeroshot.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
     assert "![zero-shot top-k and confusion, test classes](zeroshot.png)" in (path / "evaluation.md").read_text()
+    assert "[zeroshot.png](zeroshot.png)" in (path / "report.md").read_text()  # the run's report points to it
     assert given == [results]
     z, c, k = results["zeroshot"], results["control_shuffled_table"], results["zeroshot"]["k"]
     t, counts = results["topk"], np.asarray(results["confusion"]["counts"])
