@@ -8,6 +8,7 @@ window or normalisation. Training writes the card with :func:`write_card` at exp
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -283,6 +284,33 @@ def _check_sections(stored: Any, card: ModelCard, source: str) -> None:
                 f"its preprocessing fields design (shape {want.shape}: bandpass {prep.bandpass}, notch "
                 f"{prep.notch}, Q {prep.notch_q}, {prep.filter}); fix the fields or re-export the model"
             )
+
+
+#: The label regex training writes for an EEGLAB event-field rule (``training.realdata.LabelRule.daemon_regex``).
+_FIELD_LABEL = re.compile(r"^\(\?:\^\|/\)(?P<field>.+)=\(\?P<label>\[\^/\]\+\)$")
+
+
+def card_event_fields(card: ModelCard) -> list[str] | None:
+    """The EEGLAB event fields a model's labels come from, as its card records them; None when it records none.
+
+    ``bci-train distil --event-fields F``, ``fit`` with ``label_field`` / ``event_fields`` and ``crossval
+    --label-field`` write the field rule as ``input.label = (?:^|/)F=(?P<label>[^/]+)`` (and ``crossval`` also as
+    ``provenance.labels.field``); a label map over field markers has keys such as ``square/position=1``, whose
+    fields are read in the order they appear. Replaying or cutting a ``.set`` file for such a model needs these
+    fields read into the markers (``read_recording(..., event_fields=...)``, ``bci-stream replay --event-fields``).
+    """
+    spec = card.input
+    if spec.label_map:
+        orders = {tuple(part.split("=", 1)[0] for part in key.split("/")[1:] if "=" in part) for key in spec.label_map}
+        return list(orders.pop()) if len(orders) == 1 and () not in orders else None
+    labels = card.provenance.get("labels")
+    if isinstance(labels, dict) and isinstance(labels.get("field"), str):
+        return [labels["field"]]
+    found = _FIELD_LABEL.match(spec.label or "")
+    if found is None:
+        return None
+    field = re.sub(r"\\(.)", r"\1", found.group("field"))  # undo re.escape
+    return [field] if spec.label == rf"(?:^|/){re.escape(field)}=(?P<label>[^/]+)" else None
 
 
 def read_card(path: str | Path) -> ModelCard:

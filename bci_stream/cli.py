@@ -185,6 +185,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         quiet=args.verbose < 0,  # -q/--quiet (shared by every subcommand): only the summary line
         valence_model=args.valence_model,
         offline=args.offline_accuracy,
+        event_fields=args.event_fields,
     )
 
 
@@ -368,6 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
     dm.add_argument("--offline-accuracy", action="store_true",
                     help="also score the model on the recording cut offline (offline_accuracy= in the summary)")  # fmt: skip
+    dm.add_argument("--event-fields", nargs="+", default=None, metavar="FIELD",
+                    help="EEGLAB: event fields to read into the markers of the replay and the offline cut (e.g. "
+                         "position); default: the field of the model card's label rule, for a .set recording")  # fmt: skip
     dm.set_defaults(func=cmd_demo)
 
     ins = sub.add_parser("inspect", help="show a model card, a recording's contents, or the LSL streams")

@@ -8,6 +8,7 @@ process, prints each prediction as it arrives, and ends with exactly one summary
 
 from __future__ import annotations
 
+import logging
 import re
 import signal
 import socket
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .card import read_card
+from .card import card_event_fields, read_card
 from .client import Subscriber, SubscriberTimeout
 from .config import load_config, marker_rules
 from .errors import BciStreamError, RecordingError
@@ -30,7 +31,10 @@ from .messages import Drop, Prediction, Status, Valence
 from .recordings import read_recording
 
 if TYPE_CHECKING:
+    from .card import ModelCard
     from .truth import TruthRule
+
+log = logging.getLogger(__name__)
 
 
 def free_tcp_endpoint() -> str:
@@ -52,13 +56,34 @@ def summary_line(predictions: list[Prediction], drops: list[Drop], markers: int,
     )
 
 
-def offline_accuracy(recording: Path, model: Path, events: str, label: str | TruthRule | None) -> str:
+def demo_event_fields(recording: Path, card: ModelCard, given: list[str] | None) -> list[str] | None:
+    """The EEGLAB event fields the demo reads into ``recording``'s markers, for the replay and the offline cut alike:
+    ``given`` (``--event-fields``) when set, else the card's field rule (:func:`~bci_stream.card.card_event_fields`)
+    when ``recording`` is an EEGLAB ``.set`` file (other formats already carry their markers whole), else none."""
+    if given:
+        return list(given)
+    fields = card_event_fields(card)
+    if fields and recording.suffix.lower() == ".set":
+        log.info("demo: reading EEGLAB event fields %s from the model card's label rule", fields)
+        return fields
+    return None
+
+
+def offline_accuracy(
+    recording: Path,
+    model: Path,
+    events: str,
+    label: str | TruthRule | None,
+    *,
+    event_fields: list[str] | None = None,
+) -> str:
     """The model's accuracy on ``recording`` cut offline: the same pipeline, normalisation, ONNX model and scoring
     rule as the daemon, in one piece instead of live chunks (``make demo-real`` prints it beside the live one).
     ``label`` is the daemon's :class:`~bci_stream.truth.TruthRule` (a regex or a label map), or a regex.
 
     The samples first take the replay's round trip (float32 in microvolts on the wire, back to volts), so the two
-    paths see the same numbers; "n/a" when no epoch carries a label the model knows.
+    paths see the same numbers; "n/a" when no epoch carries a label the model knows. ``event_fields`` (EEGLAB) are
+    read into the markers as the replay reads them (``bci-stream replay --event-fields``).
     """
     from .inference import OnnxModel
     from .pipeline import epochs_from_recording
@@ -66,7 +91,7 @@ def offline_accuracy(recording: Path, model: Path, events: str, label: str | Tru
     from .signal import normalize, unit_scale
     from .truth import TruthRule, class_for_label
 
-    rec = read_recording(recording)
+    rec = read_recording(recording, event_fields=event_fields)
     to_wire = unit_scale(rec.units, STREAM_UNITS)
     wire = (rec.data * to_wire).astype(np.float32)
     rec.data, rec.units = wire.astype(np.float64), STREAM_UNITS
@@ -107,8 +132,12 @@ def run_demo(
     valence_model: Path | None = None,
     out: Callable[[str], None] = print,
     offline: bool = False,
+    event_fields: list[str] | None = None,
 ) -> int:
-    """Replay ``recording`` through the daemon serving ``model``; returns 0 when every marker was answered."""
+    """Replay ``recording`` through the daemon serving ``model``; returns 0 when every marker was answered.
+
+    ``event_fields``: EEGLAB event fields read into the markers of both the replay and the offline cut (default: the
+    fields of the card's label rule, for a ``.set`` file; see :func:`demo_event_fields`)."""
     say = (lambda s: None) if quiet else out
     if not recording.is_file():
         raise RecordingError(
@@ -116,9 +145,11 @@ def run_demo(
             f"`bci-train synth --out {recording}` (make demo does this)"
         )
     cfg = load_config(config if config.is_file() else None)
-    card = read_card(model).input
+    model_card = read_card(model)
+    card = model_card.input
+    fields = demo_event_fields(recording, model_card, event_fields)
     events = re.compile(marker_rules(cfg.markers, card.events, card.label)[0])
-    expected = sum(1 for m in read_recording(recording).markers if events.search(m.value))
+    expected = sum(1 for m in read_recording(recording, event_fields=fields).markers if events.search(m.value))
     endpoint = free_tcp_endpoint()
     name = f"bci-demo-{uuid.uuid4().hex[:8]}"
     logs = Path("build/demo-logs")
@@ -130,7 +161,11 @@ def run_demo(
         daemon_cmd += ["--valence-model", str(valence_model)]
     replay_cmd = [*py, "replay", str(recording), "--name", name, "--source-id", name]
     replay_cmd += ["--speed", str(speed), "--wait-consumers", "30"]
+    if fields:
+        replay_cmd += ["--event-fields", *fields]
 
+    if fields:
+        say(f"demo: EEGLAB event fields {' '.join(fields)} read into the markers (replay and offline alike)")
     say(f"demo: {recording} ({expected} markers) -> daemon ({model}) -> {endpoint}")
     predictions: list[Prediction] = []
     drops: list[Drop] = []
@@ -219,6 +254,6 @@ def run_demo(
 
         rule_events = marker_rules(cfg.markers, card.events, card.label)[0]  # the daemon's own rules
         truth = TruthRule.choose(cfg.markers, card)
-        line += f" offline_accuracy={offline_accuracy(recording, model, rule_events, truth)}"
+        line += f" offline_accuracy={offline_accuracy(recording, model, rule_events, truth, event_fields=fields)}"
     out(line)
     return 0 if answered == expected else 1

@@ -40,6 +40,7 @@ def check_folds(
     sources: Sequence[str],
     recording_hashes: Sequence[str],
     strict: bool = False,
+    strict_option: str = "--strict",
 ) -> list[str]:
     """Warnings (one per finding) for recordings/epochs shared by train and test of any fold.
 
@@ -52,7 +53,8 @@ def check_folds(
     sources, recording_hashes
         Per recording: its path and content hash.
     strict
-        Raise :class:`LeakError` instead of returning warnings.
+        Raise :class:`LeakError` instead of returning warnings; ``strict_option`` names the setting in its message
+        (``--strict``, or ``[data] strict = true`` for a fit run).
     """
     warnings: list[str] = []
     for group in duplicate_recordings(sources, recording_hashes):
@@ -73,7 +75,7 @@ def check_folds(
     for w in warnings:
         log.warning("leak: %s", w)
     if warnings and strict:
-        raise LeakError("refusing to fit (--strict): " + "; ".join(warnings))
+        raise LeakError(f"refusing to fit ({strict_option}): " + "; ".join(warnings))
     return warnings
 
 
@@ -86,6 +88,7 @@ def check_split(
     sources: Sequence[str],
     recording_hashes: Sequence[str],
     strict: bool = False,
+    strict_option: str = "--strict",
 ) -> list[str]:
     """:func:`check_folds` for one train/validation (or train/test) split, as ``fit``/``distil`` use it."""
     return check_folds(
@@ -95,6 +98,7 @@ def check_split(
         sources=sources,
         recording_hashes=recording_hashes,
         strict=strict,
+        strict_option=strict_option,
     )
 
 
@@ -105,6 +109,7 @@ def check_epoch_split(
     held_out: np.ndarray,
     *,
     strict: bool = False,
+    strict_option: str = "--strict",
 ) -> list[str]:
     """:func:`check_split` for epochs cut by :func:`training.fit.cut_epochs` from ``recordings`` (fit, distil).
 
@@ -124,4 +129,5 @@ def check_epoch_split(
         sources=[r.source for r in recordings],
         recording_hashes=[recording_content_hash(r) for r in recordings],
         strict=strict,
+        strict_option=strict_option,
     )

@@ -132,7 +132,11 @@ def add_distil_options(p: argparse.ArgumentParser) -> None:
                    help="EEGLAB: append these event fields to markers (square -> square/position=1); the first is "
                         "the label unless --label-regex is given")  # fmt: skip
     p.add_argument("--label-map", default=None, help="marker value to class, e.g. '1=house,2=face'")
-    p.add_argument("--strict", action="store_true", help="refuse when recordings/epochs leak across the split")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse leaks: recordings/epochs copied across the split, and --split by-trial",
+    )
     from .splits import SPLITS
 
     p.add_argument("--split", choices=SPLITS, default=None,
@@ -203,7 +207,8 @@ def distil_leak_check(args: argparse.Namespace, recs: list[Any], spec_kwargs: di
                                   notch=args.notch if args.notch and args.notch > 0 else None)  # fmt: skip
     data = cut_epochs(recs, input_spec, prep, events=args.events, label_regex=spec_kwargs["label_regex"],
                       image_regex=args.image_regex or None)  # fmt: skip
-    split = plan(data, args.split, image_regex=args.image_regex or None, option=CLI_OPTION, source="bci-train distil")
+    split = plan(data, args.split, image_regex=args.image_regex or None, option=CLI_OPTION, source="bci-train distil",
+                 strict=args.strict)  # fmt: skip
     train, val, _ = split_parts(split.groups, data.labels, split.unit, val_fraction=args.val_fraction, seed=args.seed)
     warnings = check_epoch_split(recs, data, train, val, strict=args.strict)
     if split.leak:

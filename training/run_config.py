@@ -53,6 +53,9 @@ class DataConfig(StrictFrozen):
     # the unit no two parts share: by-image, by-recording, by-block (runs of same-class trials), by-trial (leaky);
     # default: by-image with image ids, else by-recording (>= 3 recordings) or by-block (training.runs.plan_split)
     split: Literal["by-image", "by-recording", "by-block", "by-trial"] | None = None
+    # refuse leaks (as distil --strict): recordings/epochs copied across the split, and split = 'by-trial' on
+    # recordings; without it both are warned and recorded
+    strict: bool = False
     channels: list[str] | None = None
     sfreq: float | None = Field(None, gt=0)
     n_times: int = Field(440, gt=0)

@@ -116,7 +116,7 @@ def plan_split(data: LabelledEpochs, d: DataConfig, tr: TrainConfig, source: str
     groups; a by-trial split is logged as a warning and carries :data:`TRIAL_LEAK`.
     """
     return plan(data, d.split, image_regex=d.image_regex, test=tr.test_fraction > 0, option=CONFIG_OPTION,
-                source=source)  # fmt: skip
+                source=source, strict=d.strict and d.recordings is not None)  # fmt: skip
 
 
 def split_epochs(
@@ -214,7 +214,8 @@ def prepare_data(config: RunConfig, source: str = "run config") -> RunData:
     from .leaks import check_epoch_split
 
     held_out = np.concatenate([val_idx, test_idx]).astype(np.int64)
-    for warning in check_epoch_split(recordings, data, train_idx, held_out):
+    for warning in check_epoch_split(recordings, data, train_idx, held_out, strict=d.strict,
+                                     strict_option=CONFIG_OPTION.strict):  # fmt: skip
         log.warning("%s", warning)
     norm = fit_channel_normalization(data.X[train_idx])  # training split only
     return RunData(

@@ -29,7 +29,7 @@ SPLITS = ("by-image", "by-recording", "by-block", "by-trial")
 class SplitOption:
     """How messages name the split setting: ``setting`` formats the key with a value, ``choose`` a value to choose,
     ``image_regex`` the image-id pattern's setting (``image_setting`` in full), ``test`` what asks for a test split; ``leak`` is the note a
-    by-trial split carries."""
+    by-trial split carries; ``strict`` the setting that refuses leaks (and so a by-trial split)."""
 
     key: str
     setting: str
@@ -38,6 +38,7 @@ class SplitOption:
     image_setting: str
     test: str
     leak: str
+    strict: str
 
     def set_to(self, value: str) -> str:
         return self.setting.format(value)
@@ -52,6 +53,7 @@ CONFIG_OPTION = SplitOption(
     image_setting="[data] image_regex", test="[train] test_fraction > 0",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so validation and "
          "test accuracy are optimistic; choose [data] split = 'by-recording' or 'by-block'",
+    strict="[data] strict = true",
 )  # fmt: skip
 #: ``bci-train distil``: ``--split``.
 CLI_OPTION = SplitOption(
@@ -59,6 +61,7 @@ CLI_OPTION = SplitOption(
     image_setting="--image-regex", test="a test split",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
          "accuracy is optimistic; choose --split by-recording or --split by-block",
+    strict="--strict",
 )  # fmt: skip
 #: :func:`training.fit.train_student` called from Python: its ``split`` argument.
 API_OPTION = SplitOption(
@@ -66,6 +69,7 @@ API_OPTION = SplitOption(
     image_setting="image_regex", test="a test split",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
          "accuracy is optimistic; choose split='by-recording' or split='by-block'",
+    strict="strict=True",
 )  # fmt: skip
 
 
@@ -102,6 +106,7 @@ def plan(
     test: bool = False,
     option: SplitOption = CONFIG_OPTION,
     source: str = "run config",
+    strict: bool = False,
 ) -> SplitPlan:
     """The split unit of every epoch of ``data`` (:class:`training.fit.LabelledEpochs`) for ``split``, or the
     default: by image when the markers carry image ids, else by recording with at least 3 recordings, else by block
@@ -110,7 +115,8 @@ def plan(
 
     Raises :class:`ConfigError` (naming ``option``, the value, the number of groups and what to choose instead) when
     the split cannot give every part (train, validation and, with ``test``, test) its own groups; a by-trial split
-    is logged as a warning and carries ``option.leak``.
+    is logged as a warning and carries ``option.leak`` — or, with ``strict`` (real recordings under ``option.strict``),
+    is refused with a :class:`ConfigError` naming ``option.key`` and the leak-free splits.
     """
     from .crossval import same_class_runs
 
@@ -157,6 +163,14 @@ def plan(
                 f"{cls!r} has {fewest} (of {len(set(groups))} blocks in {n_rec} recording(s)); choose {other}"
             )
         return SplitPlan(name, groups, chosen)
+    if strict:
+        raise ConfigError(
+            f"{key}: refusing a leaky split ({option.strict}): trials of one recording are not independent (they "
+            f"share slow drifts and blocks), so held-out accuracy would be optimistic; choose "
+            f"{option.choice('by-recording')} (whole recordings, 2+; 3+ with a test split), "
+            f"{option.choice('by-block')} (runs of same-class trials) or {option.choice('by-image')} (markers with "
+            f"image ids, {option.image_setting}), or leave out {option.strict} to train on it with a warning"
+        )
     counter: dict[int, int] = {}
     groups = []
     for r in rec.tolist():

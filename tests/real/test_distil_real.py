@@ -139,6 +139,15 @@ def test_split_by_trial_is_warned_and_the_card_says_leaky(eeglab, tmp_path: Path
     assert any("leaky" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
 
 
+def test_strict_refuses_split_by_trial_naming_split_and_the_leak_free_splits(eeglab, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "m.onnx"
+    assert main(_distil(eeglab, out, "--split", "by-trial", "--strict")) == 2
+    err = capsys.readouterr().err
+    assert "--split by-trial" in err and "refusing a leaky split (--strict)" in err, err
+    assert all(f"--split {s}" in err for s in ("by-recording", "by-block", "by-image")), err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("split", "expect"),
     [("by-recording", "--split by-recording needs at least 2 recordings"), ("by-image", "--image-regex")],

@@ -107,6 +107,33 @@ def test_by_trial_is_allowed_but_warned_and_recorded_as_leaky(eeglab, tmp_path: 
     assert "not independent" in (tmp_path / "run" / "report.md").read_text()
 
 
+def test_strict_refuses_split_by_trial_before_training(eeglab, tmp_path: Path) -> None:
+    config = write(tmp_path, eeglab_data(eeglab, 'label_field = "position"', 'split = "by-trial"\nstrict = true'))
+    with pytest.raises(ConfigError) as err:
+        fit_run(config, out=tmp_path / "run", progress=False)
+    message = str(err.value)
+    assert str(config) in message and "[data] split = 'by-trial'" in message, message
+    assert "refusing a leaky split ([data] strict = true)" in message, message
+    assert all(f"split = {s!r}" in message for s in ("by-recording", "by-block", "by-image")), message
+    assert not (tmp_path / "run").exists()  # refused before anything was written or trained
+
+
+def test_strict_refuses_a_copied_recording_naming_the_key(eeglab, tmp_path: Path) -> None:
+    import shutil
+
+    copy = tmp_path / "copy_of_test_raw.set"
+    shutil.copyfile(eeglab, copy)
+    shutil.copyfile(eeglab.with_suffix(".fdt"), copy.with_suffix(".fdt"))
+    data = eeglab_data(eeglab, 'label_field = "position"', "strict = true").replace(
+        f'recordings = ["{eeglab}"]', f'recordings = ["{eeglab}", "{copy}"]'
+    )
+    with pytest.raises(leaks.LeakError) as err:
+        fit_run(write(tmp_path, data), out=tmp_path / "run", progress=False)
+    message = str(err.value)
+    assert "refusing to fit ([data] strict = true)" in message and "copy_of_test_raw.set" in message, message
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("case", "keys"),
     [
