@@ -108,7 +108,8 @@ def cut_epochs(
         groups, unit = [str(im) for im in images], "image"
     elif not any(have_image):
         if image_re is not None:
-            log.info("image regex %r matches no marker: splitting by trial", image_regex)
+            # which split is then used (by recording, by block, or by trial when asked) is training.splits' choice
+            log.info("image regex %r matches no marker: no image ids to split by", image_regex)
         groups, unit = trial_ids, "trial"
     else:
         bad = next(m.value for m, ok in zip(markers, have_image, strict=True) if not ok)
