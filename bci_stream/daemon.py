@@ -46,7 +46,7 @@ from .pipeline import EpochPipeline
 from .publish import Publisher
 from .signal import normalize, softmax
 from .truth import TruthRule, class_for_label
-from .zeroshot import ZeroShotHead
+from .zeroshot import ZeroShotHead, unit_rows
 
 log = logging.getLogger(__name__)
 
@@ -385,9 +385,7 @@ class Daemon:
         normalize_ms, inference_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         vectors: list[list[float] | None] = [None] * len(fresh)
         if self.zero_shot is not None and self.config.publish.embeddings:
-            e = np.asarray(out, dtype=np.float64).reshape(len(fresh), -1)
-            # unit length, as the cosine sees it (a zero vector stays zero rather than becoming NaN)
-            vectors = (e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)).tolist()
+            vectors = unit_rows(np.asarray(out).reshape(len(fresh), -1)).tolist()
         for (epoch, queued), p, vector in zip(fresh, probs, vectors, strict=True):
             arrival = epoch.arrival or queued
             parts = {

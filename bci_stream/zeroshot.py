@@ -71,10 +71,15 @@ def validate_table(
     return (table / norms[:, None]).astype(np.float32)
 
 
+def unit_rows(v: np.ndarray) -> np.ndarray:
+    """``v`` scaled to unit L2 norm along its last axis, as the cosine sees it (a zero vector stays zero, not NaN)."""
+    v = np.asarray(v, dtype=np.float64)
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
 def probabilities(embedding: np.ndarray, table: np.ndarray, temperature: float) -> np.ndarray:
     """softmax(cos(embedding, table rows) / temperature): (k,) for one embedding (dim,), (n, k) for (n, dim)."""
-    e = np.asarray(embedding, dtype=np.float64)
-    e = e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12)
+    e = unit_rows(embedding)
     z = e @ np.asarray(table, dtype=np.float64).T / temperature
     z = z - z.max(axis=-1, keepdims=True)
     p = np.exp(z)

@@ -29,16 +29,13 @@ import numpy as np
 
 from bci_stream.card import ModelCard, OutputSpec, Preprocessing
 from bci_stream.errors import ConfigError
+from bci_stream.zeroshot import unit_rows
 
 from .errors import TrainingDataError
 from .evaluate import jsonable
 from .run_config import RunConfig
 
 log = logging.getLogger(__name__)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def _epochs(config: RunConfig) -> tuple[Any, Any, Any]:
@@ -96,7 +93,7 @@ def class_table(rows: np.ndarray, images: list[str], labels: list[str], classes:
     for i in first.values():
         if labels[i] in by_class:
             by_class[labels[i]].append(rows[i])
-    return _unit(np.stack([np.mean(by_class[c], axis=0) for c in classes])).astype(np.float32)
+    return unit_rows(np.stack([np.mean(by_class[c], axis=0) for c in classes])).astype(np.float32)
 
 
 def _parts(labels: list[str], split: dict[str, list[str]]) -> dict[str, np.ndarray]:
@@ -248,7 +245,7 @@ def evaluate_embedding_run(run: str | Path, *, n_permutations: int = 1000) -> di
     control = retrieval(emb, labels, shuffled, permutations=n_permutations, seed=seed)
     ks = tuple(range(1, k + 1))  # the same retrieval, every k: top-1/top-5 of the curve are the table's numbers
     curve_true, curve_control = (retrieval(emb, labels, t, ks=ks, permutations=0) for t in (table, shuffled))
-    top1 = np.argmax(_unit(emb.astype(np.float64)) @ _unit(table.astype(np.float64)).T, axis=1)
+    top1 = np.argmax(unit_rows(emb) @ unit_rows(table).T, axis=1)
     results = {
         "run": str(run), "task": "embedding", "split_kind": "test classes",
         "split": f"{len(test)} epochs of {k} classes never seen in training nor used to choose the epoch "

@@ -23,15 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bci_stream.zeroshot import unit_rows
+
 from .errors import TrainingDataError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CACHE = Path("~/.cache/bci-stream/image-embeddings")
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
 def _image_files(folder: Path) -> list[Path]:
@@ -154,7 +152,7 @@ def encode_images(
             raise TrainingDataError(f"{images}: images {chunk[0]!r} … differ in size; give same-size images") from exc
         out = session.run([outputs[0].name], {inputs[0].name: x})[0]
         rows.append(np.asarray(out, dtype=np.float64).reshape(len(chunk), -1))
-    emb = _unit(np.concatenate(rows)).astype(np.float32)
+    emb = unit_rows(np.concatenate(rows)).astype(np.float32)
     if not np.all(np.isfinite(emb)):
         raise TrainingDataError(f"{encoder}: non-finite embeddings for images of {images}")
     log.info("encoded %d images of %s with %s: %d-d embeddings", len(ids), images, encoder.name, emb.shape[1])
