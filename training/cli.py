@@ -109,9 +109,9 @@ def _cmd_distil(args: argparse.Namespace) -> int:
         name=args.name or Path(args.out).stem,
     )
     rule = real["rule"]  # a label map goes into the card as one, so the daemon scores the named classes live
-    card = result.card.model_copy(update={"input": result.card.input.model_copy(
-        update={"events": args.events, "label": rule.daemon_regex or real["label_regex"],
-                "label_map": dict(rule.mapping) if rule.mapping else None})})  # fmt: skip
+    update = rule.card_input(args.events)
+    update["label"] = update["label"] or real["label_regex"]  # a regex without a label group: distil's own form
+    card = result.card.model_copy(update={"input": result.card.input.model_copy(update=update)})
     path = export_onnx(result.model, card, args.out)
     print(json.dumps({"path": str(path), **result.metrics, "leak_warnings": leak_warnings}, indent=2))
     return 0

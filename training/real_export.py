@@ -81,10 +81,7 @@ def export_student(
         },
         "warnings": result.warnings,
     }
-    spec_in = data.input_spec.model_copy(
-        update={"events": data.events, "label": data.rule.daemon_regex,
-                "label_map": dict(data.rule.mapping) if data.rule.mapping else None}
-    )  # fmt: skip
+    spec_in = data.input_spec.model_copy(update=data.rule.card_input(data.events))
     card = ModelCard(
         name=name,
         version=version,

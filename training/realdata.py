@@ -101,6 +101,11 @@ class LabelRule:
             return "^(?P<label>" + "|".join(re.escape(k) for k in self.mapping) + ")$"
         return self.daemon_regex or self.regex or ""
 
+    def card_input(self, events: str | None) -> dict[str, object]:
+        """The card's ``input`` fields for this rule (``events``, ``label``, ``label_map``): what the daemon reads to
+        choose the markers and score them live without extra flags (fit, distil and crossval --export alike)."""
+        return {"events": events, "label": self.daemon_regex, "label_map": dict(self.mapping) if self.mapping else None}
+
     def describe(self) -> dict[str, object]:
         """The rule as the card records it."""
         if self.mapping:

@@ -190,9 +190,7 @@ def data_spec(config: RunConfig, recordings: list[Any], source: str = "run confi
                 "with event_fields, or [data.label_map])"
             )
     # the card records the markers and the label rule, so the daemon serves (and scores) it without extra flags
-    update = {"events": d.events, "label": rule.daemon_regex,
-              "label_map": dict(rule.mapping) if rule.mapping else None}  # fmt: skip
-    return input_spec.model_copy(update=update), prep
+    return input_spec.model_copy(update=rule.card_input(d.events)), prep
 
 
 def prepare_data(config: RunConfig, source: str = "run config") -> RunData:
