@@ -109,8 +109,30 @@ _PARTS = ("preprocess_ms", "queue_ms", "inference_ms", "publish_ms", "added_late
 _RSS_EVERY = 10.0  # s between RSS samples of the daemon (a soak run's memory trace)
 
 
+def daemon_command(
+    model_path: Path, name: str, endpoint: str, *, baseline: str | None = None, config: Path | None = None
+) -> list[str]:
+    """The process a live run measures: ``bci-stream run`` (with ``config``, if given) or a baseline."""
+    if baseline is None:
+        cmd = [sys.executable, "-m", "bci_stream.cli", "-q", "run", "--model", str(model_path), "--wait", "30"]
+        cmd += ["--config", str(config)] if config is not None else []
+    elif baseline == "mne-lsl":
+        if config is not None:
+            raise BciStreamError(f"bench: --config {config} tunes bci-stream run; the mne-lsl baseline takes none")
+        cmd = [sys.executable, "-m", "bci_stream.bench_mnelsl", "--model", str(model_path)]
+    else:
+        raise BciStreamError(f"bench: unknown baseline {baseline!r}; known: mne-lsl")
+    return [*cmd, "--eeg-source-id", name, "--markers-source-id", f"{name}-markers", "--endpoint", endpoint]
+
+
 def live_latency(
-    model_path: Path, seconds: float = 20.0, rate: float = 2.0, *, aligned: bool = False, baseline: str | None = None
+    model_path: Path,
+    seconds: float = 20.0,
+    rate: float = 2.0,
+    *,
+    aligned: bool = False,
+    baseline: str | None = None,
+    config: Path | None = None,
 ) -> dict[str, Any]:
     """Replay a card-shaped stream in real time through a real ``bci-stream run`` process; measure it.
 
@@ -119,20 +141,14 @@ def live_latency(
     queue, inference, publish, added latency from the arrival of the last sample) is summarised beside it.
     CPU and memory are the daemon process's own, from /proc; RSS is sampled every 10 s (a soak run's trace).
     ``baseline="mne-lsl"`` measures the hand-built mne-lsl pipeline of :mod:`bci_stream.bench_mnelsl` instead,
-    on the same replay.
+    on the same replay. ``config``: the daemon's TOML config (to measure other ``[model]`` tuning).
     """
     model = OnnxModel(model_path, "auto")
     spec = model.card.input
     rec = bench_recording(model.card, seconds, rate, aligned=aligned)
     name = f"bench-{uuid.uuid4().hex[:8]}"
     endpoint = free_tcp_endpoint()
-    if baseline is None:
-        cmd = [sys.executable, "-m", "bci_stream.cli", "-q", "run", "--model", str(model_path), "--wait", "30"]
-    elif baseline == "mne-lsl":
-        cmd = [sys.executable, "-m", "bci_stream.bench_mnelsl", "--model", str(model_path)]
-    else:
-        raise BciStreamError(f"bench: unknown baseline {baseline!r}; known: mne-lsl")
-    cmd += ["--eeg-source-id", name, "--markers-source-id", f"{name}-markers", "--endpoint", endpoint]
+    cmd = daemon_command(model_path, name, endpoint, baseline=baseline, config=config)
     ctx = zmq.Context()
     sock = ctx.socket(zmq.SUB)
     sock.setsockopt(zmq.LINGER, 0)
@@ -249,6 +265,7 @@ def run_bench(
     rates: list[float] | None = None,
     aligned: bool = False,
     baseline: str | None = None,
+    config: Path | None = None,
 ) -> int:
     """Print (and optionally save as JSON) both measurements for ``model``."""
     if baseline == "mne-lsl" and importlib.util.find_spec("mne_lsl") is None:
@@ -266,7 +283,7 @@ def run_bench(
     lives = []
     for rate in rates or [2.0, 50.0]:
         print(f"live path: {seconds:g} s real-time replay, 128-channel-shaped stream, {rate:g} markers/s ...")
-        lives.append(live_latency(model, seconds=seconds, rate=rate, aligned=aligned))
+        lives.append(live_latency(model, seconds=seconds, rate=rate, aligned=aligned, config=config))
         _print_live(lives[-1])
         if baseline is not None:
             lives.append(live_latency(model, seconds=seconds, rate=rate, aligned=aligned, baseline=baseline))
@@ -275,6 +292,7 @@ def run_bench(
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         machine["load_average_end"] = list(os.getloadavg())
-        out.write_text(json.dumps({"model": str(model), "machine": machine, "inference": rows, "live": live}, indent=2))
+        result = {"model": str(model), "config": str(config) if config else None, "machine": machine}
+        out.write_text(json.dumps(result | {"inference": rows, "live": live}, indent=2))
         print(f"wrote {out}")
     return 0

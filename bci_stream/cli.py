@@ -271,6 +271,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         rates=args.rates,
         aligned=args.aligned,
         baseline=args.baseline,
+        config=args.config,
     )
 
 
@@ -388,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--repeats", type=int, default=100)
     bn.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
     bn.add_argument("--out", type=Path, help="write results as JSON here")
+    bn.add_argument("--config", type=Path, help="daemon TOML config for the live runs (e.g. other [model] tuning)")
     bn.add_argument("--seconds", type=float, default=20.0, help="length of each live replay (default 20)")
     bn.add_argument("--rates", type=float, nargs="+", default=[2.0, 50.0], help="markers per second (default 2 50)")
     bn.add_argument("--minutes", type=float, help="soak: each live replay lasts this many minutes (RSS start/end)")

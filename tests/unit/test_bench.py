@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from bci_stream.bench import bench_recording
+from bci_stream.bench import bench_recording, daemon_command
 from bci_stream.card import read_card
+from bci_stream.cli import build_parser, cmd_run
+from bci_stream.errors import BciStreamError
 from bci_stream.replay import DEFAULT_CHUNK_SECONDS
 
 MODEL = Path(__file__).resolve().parents[2] / "exported" / "cogninet-synth.onnx"
@@ -32,3 +35,17 @@ def test_default_onsets_fall_anywhere_in_a_chunk_so_latency_includes_the_chunk_w
     phase, chunk = _last_sample_phase(50.0, aligned=False)
     assert len(set(phase.tolist())) > chunk // 2  # spread over the chunk, not pinned to its end
     assert phase.min() >= 0 and phase.max() <= chunk - 1
+
+
+def test_the_live_run_serves_the_daemon_with_the_given_config(tmp_path):
+    """`bench --config` measures other [model] tuning: the config reaches the `bci-stream run` it starts."""
+    config = tmp_path / "tuned.toml"
+    config.write_text("[model]\nintra_op_threads = 2\n")
+    cmd = daemon_command(MODEL, "bench-x", "tcp://127.0.0.1:5999", config=config)
+    assert cmd[1:3] == ["-m", "bci_stream.cli"]
+    args = build_parser().parse_args(cmd[3:])
+    assert args.func is cmd_run
+    assert (args.config, args.model, args.eeg_source_id) == (config, MODEL, "bench-x")
+    assert build_parser().parse_args(daemon_command(MODEL, "bench-x", "tcp://127.0.0.1:5999")[3:]).config is None
+    with pytest.raises(BciStreamError, match="--config"):
+        daemon_command(MODEL, "bench-x", "tcp://127.0.0.1:5999", baseline="mne-lsl", config=config)
