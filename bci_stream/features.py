@@ -499,7 +499,8 @@ def features_from_recording(
     Parameters
     ----------
     recording : Recording
-        Continuous signal; the filter runs from its first sample, the window grid starts there.
+        Continuous signal; the filter runs from its first sample, the window grid starts there (and again
+        after each hole, :attr:`Recording.gaps`, as the daemon restarts both after a discontinuity).
     spec : FeatureSpec or ModelCard, optional
         A card gives spec, channels, preprocessing and units at once; default :func:`default_feature_spec`.
     channels : list of str, optional
@@ -536,5 +537,10 @@ def features_from_recording(
         units=units,
         source=recording.source,
     )
-    frames = pipeline.push(recording.data, recording.times)
-    return frames.times, frames.X
+    times, parts = recording.times, []
+    for start, stop, brk in recording.pieces():
+        if brk is not None:  # after a hole, as live: the filter and the window grid start afresh
+            pipeline.reset()
+        frames = pipeline.push(recording.data[start:stop], times[start:stop])
+        parts.append((frames.times, frames.X))
+    return np.concatenate([t for t, _ in parts]), np.concatenate([x for _, x in parts])

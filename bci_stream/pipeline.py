@@ -194,7 +194,9 @@ def epochs_from_recording(
     """Cut epochs from a whole recording exactly as the daemon would cut them live.
 
     The causal filter runs over the continuous recording from its first sample (as a replay
-    would deliver it), then each matching marker gets its epoch.
+    would deliver it), then each matching marker gets its epoch. At a hole (:attr:`Recording.gaps`) the
+    filter restarts and the epochs touching the hole or the filter's settling time are dropped
+    ``discontinuity``, as the daemon drops them live.
 
     Raises
     ------
@@ -218,7 +220,11 @@ def epochs_from_recording(
         buffer_slack=0,  # appended in one piece: no room for compaction needed
         source=recording.source,
     )
-    pipeline.push_samples(recording.data, recording.times)
+    times = recording.times
+    for start, stop, brk in recording.pieces():
+        if brk is not None:  # after a hole, as live: the filter restarts, epochs touching the hole are refused
+            pipeline.restart_signal(after=brk.first_after, span=brk.blackout, detail=brk.describe(recording.sfreq))
+        pipeline.push_samples(recording.data[start:stop], times[start:stop])
     accepted = pipeline.push_markers(sorted(recording.markers, key=lambda m: m.time))
     if not accepted:
         values = sorted({m.value for m in recording.markers})

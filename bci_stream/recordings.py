@@ -20,6 +20,7 @@ import numpy as np
 from .epochs import Marker
 from .errors import RecordingError
 from .signal import volts_per_unit
+from .timing import Discontinuity
 
 _log = logging.getLogger(__name__)
 
@@ -64,6 +65,10 @@ class Recording:
         Marker strings with times in seconds from the first sample.
     source : str
         Where it came from (a path), for messages.
+    gaps : tuple of (int, int)
+        Holes in the recording (an XDF file whose amplifier dropped out): sample index ranges ``[start, stop)``
+        filled with NaN so that sample ``i`` stays at ``i / sfreq`` s and markers after a hole stay on their
+        samples. The signal restarts at ``stop``: :meth:`pieces` says where, as a live inlet would.
     """
 
     data: np.ndarray
@@ -73,6 +78,7 @@ class Recording:
     units: str = "V"
     markers: list[Marker] = field(default_factory=list)
     source: str = "<memory>"
+    gaps: tuple[tuple[int, int], ...] = ()
 
     @property
     def n_samples(self) -> int:
@@ -87,6 +93,37 @@ class Recording:
     def times(self) -> np.ndarray:
         """Time of each sample in seconds from the first."""
         return np.arange(self.n_samples) / self.sfreq
+
+    def pieces(self) -> list[tuple[int, int, Discontinuity | None]]:
+        """The recorded stretches between :attr:`gaps`: ``(start, stop, break)`` in sample indices.
+
+        ``break`` is the :class:`~bci_stream.timing.Discontinuity` a live inlet reports at ``start`` (the
+        signal jumped over the hole; None for the first stretch), so offline code restarts its filters and
+        refuses the epochs that touch the hole exactly as the daemon does on a replay of the file.
+        """
+        times, out, begin = self.times, [], 0
+        brk: Discontinuity | None = None
+        for start, stop in sorted(self.gaps):
+            if start == 0:  # a recording (or a crop) that begins in a hole: nothing before it to break from
+                begin = stop
+                continue
+            if start > begin:
+                out.append((begin, start, brk))
+            before = float(times[start - 1])
+            brk = Discontinuity(
+                0, before, float(times[stop]) if stop < self.n_samples else float("nan"), float(times[start])
+            )
+            begin = stop
+        if begin < self.n_samples:
+            out.append((begin, self.n_samples, brk))
+        return out
+
+    def recorded(self) -> np.ndarray:
+        """Boolean mask (n_samples,): True where a sample was recorded, False inside :attr:`gaps`."""
+        mask = np.ones(self.n_samples, dtype=bool)
+        for start, stop in self.gaps:
+            mask[start:stop] = False
+        return mask
 
 
 def read_recording(path: str | Path, *, event_fields: list[str] | None = None) -> Recording:
@@ -352,6 +389,7 @@ def _read_xdf(path: Path) -> Recording:
 
     stamps = np.asarray(eeg["time_stamps"], dtype=np.float64)
     first = float(stamps[0])
+    data, gaps = _fill_holes(data, stamps, sfreq, f"stream {name!r} of {str(path)!r}")
     markers = []
     marker_stream = _pick_marker_stream(streams, path)
     if marker_stream is not None:
@@ -367,7 +405,56 @@ def _read_xdf(path: Path) -> Recording:
         units="V",
         markers=markers,
         source=str(path),
+        gaps=gaps,
     )
+
+
+#: A hole is a step between consecutive stamps longer than one sample period by more than this (s): the
+#: daemon's default ``[eeg] timing_tolerance``, so a file read offline breaks where its replay breaks live.
+HOLE_TOLERANCE = 0.010
+
+
+def _fill_holes(
+    data: np.ndarray, stamps: np.ndarray, sfreq: float, what: str
+) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
+    """Put every sample at ``round((stamp - first) * sfreq)``: holes in the stamps become NaN rows.
+
+    Without this, the samples after an amplifier drop-out would move up to fill the hole while the markers
+    kept their times, and every epoch after it would be cut from the wrong signal. Steps backwards (a clock
+    reset) cannot be laid on one time axis; they are logged and the samples kept in order.
+    """
+    if len(stamps) < 2:
+        return data, ()
+    period = 1.0 / sfreq
+    steps = np.diff(stamps)
+    for i in np.flatnonzero(steps < period - HOLE_TOLERANCE)[:3]:
+        _log.warning(
+            "%s: EEG timestamps step back by %.3f s after %.3f s; kept in order, but times after it are off",
+            what,
+            period - steps[i],
+            stamps[i] - stamps[0],
+        )
+    holes = np.flatnonzero(steps > period + HOLE_TOLERANCE)
+    if not len(holes):
+        return data, ()
+    pieces: list[np.ndarray] = []
+    gaps: list[tuple[int, int]] = []
+    filled = begin = 0
+    for i in holes.tolist():
+        missing = round(float(steps[i]) * sfreq) - 1
+        pieces.append(data[begin : i + 1])
+        pieces.append(np.full((missing, data.shape[1]), np.nan))
+        gaps.append((i + 1 + filled, i + 1 + filled + missing))
+        filled += missing
+        begin = i + 1
+    pieces.append(data[begin:])
+    _log.info(
+        "%s: %d hole(s) in the EEG (%s), filled with NaN so markers stay on their samples",
+        what,
+        len(gaps),
+        ", ".join(f"{a / sfreq:.3f}-{b / sfreq:.3f} s" for a, b in gaps[:5]),
+    )
+    return np.concatenate(pieces), tuple(gaps)
 
 
 def _info_value(info: dict[str, Any], key: str) -> str:
@@ -666,6 +753,7 @@ def crop_recording(recording: Recording, start: float = 0.0, duration: float | N
     )
     t_first, t_end = first / recording.sfreq, end / recording.sfreq
     markers = [Marker(m.value, m.time - t_first) for m in recording.markers if t_first <= m.time < t_end]
+    gaps = tuple((max(a, first) - first, min(b, end) - first) for a, b in recording.gaps if a < end and b > first)
     return Recording(
         data=recording.data[first:end],
         sfreq=recording.sfreq,
@@ -674,4 +762,5 @@ def crop_recording(recording: Recording, start: float = 0.0, duration: float | N
         units=recording.units,
         markers=markers,
         source=recording.source,
+        gaps=gaps,
     )

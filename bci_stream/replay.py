@@ -81,7 +81,8 @@ class Player:
     Parameters
     ----------
     recording : Recording
-        What to play. Its data must be in a voltage unit; it is sent in microvolts.
+        What to play. Its data must be in a voltage unit; it is sent in microvolts. Its holes
+        (:attr:`~bci_stream.recordings.Recording.gaps`) are not played: the stamps jump over them.
     name : str
         Name of the EEG stream; the marker stream is ``NAME-markers``.
     source_id : str, optional
@@ -154,6 +155,7 @@ class Player:
         self.sfreq: float = float(recording.sfreq)
         self.chunk: int = int(chunk) if chunk is not None else max(1, round(DEFAULT_CHUNK_SECONDS * self.sfreq))
         self.wait_consumers: float = float(wait_consumers)
+        self._recorded: np.ndarray = recording.recorded()  # False inside the recording's holes (not played)
         self._data: np.ndarray = np.ascontiguousarray(
             np.asarray(recording.data, dtype=np.float64) * scale, dtype=np.float32
         )
@@ -304,7 +306,11 @@ class Player:
                 if not self._sleep_until(due, stop):
                     return self._stopped()
                 stamps = t0 + (offset + np.arange(begin, end)) / self.sfreq
-                self._push_eeg(self._data[begin:end], stamps)
+                kept = self._recorded[begin:end]
+                if kept.all():
+                    self._push_eeg(self._data[begin:end], stamps)
+                elif kept.any():  # a hole in the recording is played as one: its stamps jump over it
+                    self._push_eeg(self._data[begin:end][kept], stamps[kept])
                 # Markers whose onset falls in this chunk; the last chunk also takes any beyond the data.
                 limit = end / self.sfreq if end < n else math.inf
                 while marker_index < len(self._markers) and self._markers[marker_index].time < limit:
