@@ -223,12 +223,15 @@ def _read_mne(path: Path, ext: str, *, event_fields: list[str]) -> Recording:
         if event_fields:
             values = _eeglab_marker_values(path, values, onsets, sfreq, event_fields)
         markers = [Marker(v, float(t)) for v, t in zip(values, onsets, strict=True)]
+        data, gaps = _acquisition_skips(data, raw, onsets, sfreq)
+        markers = [m for m in markers if m.value != ACQ_SKIP]
     else:
         if event_fields:
             raise RecordingError(
                 f"event_fields={event_fields!r} were asked for, but {str(path)!r} has no events; leave it out"
             )
         markers = _stim_markers(raw, stim_names, path) if stim_names else []
+        gaps = ()
 
     return Recording(
         data=data,
@@ -238,7 +241,35 @@ def _read_mne(path: Path, ext: str, *, event_fields: list[str]) -> Recording:
         units="V",
         markers=markers,
         source=str(path),
+        gaps=gaps,
     )
+
+
+#: MNE's annotation for a span the acquisition skipped (FIF): its samples are zeros, not EEG.
+ACQ_SKIP = "BAD_ACQ_SKIP"
+
+
+def _acquisition_skips(
+    data: np.ndarray, raw: Any, onsets: np.ndarray, sfreq: float
+) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
+    """``BAD_ACQ_SKIP`` spans become NaN holes (:attr:`Recording.gaps`), as an XDF file's holes do."""
+    gaps = []
+    for onset, duration, what in zip(onsets, raw.annotations.duration, raw.annotations.description, strict=True):
+        start, stop = max(0, round(float(onset) * sfreq)), min(len(data), round((float(onset) + duration) * sfreq))
+        if what == ACQ_SKIP and stop > start:
+            gaps.append((start, stop))
+    merged: list[tuple[int, int]] = []
+    for start, stop in sorted(gaps):  # MNE may annotate one skip twice (once per buffer it spans)
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(stop, merged[-1][1]))
+        else:
+            merged.append((start, stop))
+    if merged:
+        data = data.copy()
+        for start, stop in merged:
+            data[start:stop] = np.nan
+        _log.info("%d acquisition skip(s) (%s) are holes: NaN, not zeros", len(merged), ACQ_SKIP)
+    return data, tuple(merged)
 
 
 def _stim_markers(raw: Any, stim_names: list[str], path: Path) -> list[Marker]:

@@ -147,3 +147,28 @@ def test_the_daemon_serving_a_replay_of_the_file_answers_as_the_offline_epochs_d
     assert len(predictions) == len(expected) == len(STIM) - 3
     for p in predictions:
         np.testing.assert_allclose([p.probabilities[c] for c in ("a", "b")], expected[p.marker.value], atol=1e-4)
+
+
+def test_a_fif_acquisition_skip_is_a_hole_too_not_zeros(tmp_path: Path) -> None:
+    """MNE gives the samples of a FIF acquisition skip (BAD_ACQ_SKIP) as zeros; they become a NaN hole, and the
+    epochs touching it are dropped `discontinuity` as after an XDF hole, not cut from zeros."""
+    import mne
+
+    info = mne.create_info(CHANNELS, RATE, "eeg")
+    raw = mne.io.RawArray(np.random.default_rng(3).standard_normal((len(CHANNELS), int(6 * RATE))) * 1e-5, info)
+    raw.set_annotations(
+        mne.Annotations(
+            [1.0, 2.0, 3.0, 4.5], [0.0, 1.0, 0.0, 0.0], ["stim/a/0", "BAD_ACQ_SKIP", "stim/b/1", "stim/a/2"]
+        )
+    )
+    path = tmp_path / "skip_raw.fif"
+    raw.save(path)
+    rec = read_recording(path)
+    assert rec.gaps == ((500, 750),)
+    assert np.isnan(rec.data[500:750]).all() and np.isfinite(rec.data[:500]).all()
+    assert [m.value for m in rec.markers] == ["stim/a/0", "stim/b/1", "stim/a/2"]  # the skip is not a marker
+    model = make_linear_model(tmp_path / "m.onnx", channels=CHANNELS, sfreq=RATE, n_times=50, classes=["a", "b"])
+    card = read_card(model)
+    cut = epochs_from_recording(rec, card.input, card.preprocessing, events="^stim/")
+    assert [m.value for m in cut.markers] == ["stim/a/0", "stim/a/2"]
+    assert [(d.marker.value, d.reason.value) for d in cut.drops] == [("stim/b/1", "discontinuity")]
