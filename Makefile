@@ -54,7 +54,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check bci_stream training tests
 	$(BIN)/ruff format --check bci_stream training tests
-	$(BIN)/mypy bci_stream
+	$(BIN)/mypy bci_stream training
 
 models: $(STAMP)
 	$(BIN)/bci-train models --out-dir exported

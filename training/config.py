@@ -49,7 +49,12 @@ def strict_model_of(dc: type, name: str) -> type[Strict]:
     hints = typing.get_type_hints(dc)
     fields: dict[str, Any] = {}
     for f in dataclasses.fields(dc):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            raise TypeError(f"{dc.__name__}.{f.name} has no default")
         fields[f.name] = (hints[f.name], default)
     return create_model(name, __base__=Strict, **fields)
 

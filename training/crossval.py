@@ -249,7 +249,7 @@ def permutation_p(
     rng = np.random.default_rng(seed)
     tests = [np.asarray(te) for _, te in folds]
     observed = sum(int((pred[te] == y[te]).sum()) for te in tests)
-    plans = []
+    plans: list[tuple[np.ndarray, np.ndarray | None, np.ndarray | None]] = []
     for te in tests:
         if units is None:
             plans.append((te, None, None))
@@ -259,8 +259,8 @@ def permutation_p(
     hits = 0
     for _ in range(n_permutations):
         k = 0
-        for te, unit_labels, inverse in plans:
-            perm = rng.permutation(y[te]) if unit_labels is None else rng.permutation(unit_labels)[inverse]
+        for te, unit_labels, unit_of in plans:
+            perm = rng.permutation(y[te]) if unit_labels is None else rng.permutation(unit_labels)[unit_of]
             k += int((pred[te] == perm).sum())
         hits += k >= observed
     return (1 + hits) / (1 + n_permutations)
@@ -300,7 +300,7 @@ def evaluate(
     done = 0
     for name, fit_predict in models.items():
         pred = np.zeros(len(data.y), dtype=np.int64)
-        fold_rows = []
+        fold_rows: list[dict[str, Any]] = []
         for k, (train, test) in enumerate(folds):
             t0 = time.perf_counter()
             train = train[keep[train]]

@@ -21,10 +21,10 @@ from .probes import confound_probes
 
 
 def evaluate_predictions(
-    y_true: Sequence[int],
+    y_true: Sequence[int] | np.ndarray,
     logits: np.ndarray,
     classes: Sequence[str] | None = None,
-    subjects: Sequence[Any] | None = None,
+    subjects: Sequence[Any] | np.ndarray | None = None,
     *,
     n_permutations: int = 1000,
     seed: int = 0,
@@ -71,16 +71,16 @@ def evaluate_predictions(
 
 
 def evaluate(
-    y: Sequence[Any],
-    blocks: Sequence[Any],
+    y: Sequence[Any] | np.ndarray,
+    blocks: Sequence[Any] | np.ndarray,
     *,
     X: np.ndarray | None = None,
     features: np.ndarray | None = None,
     logits: np.ndarray | None = None,
-    test_index: Sequence[int] | None = None,
+    test_index: Sequence[int] | np.ndarray | None = None,
     classes: Sequence[str] | None = None,
-    subjects: Sequence[Any] | None = None,
-    order: Sequence[float] | None = None,
+    subjects: Sequence[Any] | np.ndarray | None = None,
+    order: Sequence[float] | np.ndarray | None = None,
     sfreq: float | None = None,
     highpass: float | None = 1.0,
     dataset: str = "",

@@ -94,8 +94,11 @@ def _rebuild(
     check_recorded_split(run, plan, parts, "evaluate")  # runs before split.json have no test split
     norm = fit_channel_normalization(data.X[parts[0]])  # training split only, as in fit_run
     saved = cp.normalization
-    if saved.kind == "channel" and not np.allclose(norm.mean, saved.mean, rtol=1e-6, atol=0):
-        raise ConfigError(f"{run}: the rebuilt training split does not match the run's (normalisation differs)")
+    if saved.kind == "channel":
+        # both are kind "channel" (fit_channel_normalization's always is), whose validator requires a mean
+        assert norm.mean is not None and saved.mean is not None
+        if not np.allclose(norm.mean, saved.mean, rtol=1e-6, atol=0):
+            raise ConfigError(f"{run}: the rebuilt training split does not match the run's (normalisation differs)")
     return data, y, classes, parts, normalize(data.X, norm).astype(np.float32)
 
 

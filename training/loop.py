@@ -31,7 +31,7 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -246,7 +246,9 @@ def rng_state() -> dict[str, Any]:
     """torch, NumPy and Python RNG states as tensors and numbers (loadable with ``weights_only=True``)."""
     import torch
 
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)  # the default; spelled out because the stubs type the default as dict
+    assert isinstance(legacy, tuple)  # the global RandomState's MT19937: (name, keys, pos, has_gauss, gauss)
+    name, keys, pos, has_gauss, gauss = legacy
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),
@@ -449,7 +451,7 @@ def _epoch(
     sums = torch.zeros(3, dtype=torch.float64)  # loss × n, correct, n
     cfg = state.config
     bar = tqdm(train.batches(epoch), desc=f"epoch {epoch}/{cfg.epochs}", file=sys.stderr, leave=False,
-               disable=not progress, total=len(train) if hasattr(train, "__len__") else None)  # fmt: skip
+               disable=not progress, total=len(train) if isinstance(train, Sized) else None)  # fmt: skip
     for batch in bar:
         outputs = net(batch.x)
         value, parts = _split(loss(outputs, batch))

@@ -52,7 +52,7 @@ def _n_splits(labels: np.ndarray, n_splits: int) -> int:
     return max(2, min(n_splits, int(counts.min())))
 
 
-def cv_accuracy(F: np.ndarray, y: Sequence[Any], *, n_splits: int = 5, seed: int = 0) -> dict[str, float]:
+def cv_accuracy(F: np.ndarray, y: Sequence[Any] | np.ndarray, *, n_splits: int = 5, seed: int = 0) -> dict[str, float]:
     """Trial-wise stratified CV accuracy of standardised logistic regression; chance = majority share."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -73,7 +73,12 @@ def cv_accuracy(F: np.ndarray, y: Sequence[Any], *, n_splits: int = 5, seed: int
 
 
 def time_probe(
-    F: np.ndarray, order: Sequence[float], subjects: Sequence[Any] | None = None, *, n_splits: int = 5, seed: int = 0
+    F: np.ndarray,
+    order: Sequence[float] | np.ndarray,
+    subjects: Sequence[Any] | np.ndarray | None = None,
+    *,
+    n_splits: int = 5,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Cross-validated R² of ridge regression predicting the time in session (scaled to [0, 1] per subject)."""
     from sklearn.linear_model import RidgeCV
@@ -94,7 +99,9 @@ def time_probe(
     return {"r2": float(r2_score(t, pred)), "chance_r2": 0.0, "n": len(t)}
 
 
-def shuffle_within_blocks(y: Sequence[Any], blocks: Sequence[Any], seed: int = 0) -> np.ndarray:
+def shuffle_within_blocks(
+    y: Sequence[Any] | np.ndarray, blocks: Sequence[Any] | np.ndarray, seed: int = 0
+) -> np.ndarray:
     """The labels permuted within each block (block-level label composition kept)."""
     y, blocks = np.asarray(y), np.asarray(blocks)
     rng = np.random.default_rng(seed)
@@ -111,13 +118,13 @@ def _predictable(r: dict[str, float]) -> bool:
 
 
 def confound_probes(
-    y: Sequence[Any],
-    blocks: Sequence[Any],
+    y: Sequence[Any] | np.ndarray,
+    blocks: Sequence[Any] | np.ndarray,
     *,
     X: np.ndarray | None = None,
     features: np.ndarray | None = None,
-    order: Sequence[float] | None = None,
-    subjects: Sequence[Any] | None = None,
+    order: Sequence[float] | np.ndarray | None = None,
+    subjects: Sequence[Any] | np.ndarray | None = None,
     sfreq: float | None = None,
     highpass: float | None = 1.0,
     n_splits: int = 5,

@@ -29,11 +29,16 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bci_stream.errors import BciStreamError
 from bci_stream.inference import file_sha256
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+    import torch
 
 
 class TeacherError(BciStreamError):
@@ -269,7 +274,7 @@ class OnnxTeacher(ImageTeacher):
             cache_dir=cache_dir,
         )
         self.path = path
-        self._session = None
+        self._session: ort.InferenceSession | None = None
 
     def _compute(self, batch: np.ndarray) -> np.ndarray:
         if self._session is None:  # opened on the first miss: a fully cached teacher never loads the model
@@ -338,7 +343,7 @@ class TorchvisionTeacher(ImageTeacher):
         )
         self.arch, self.weights_path, self.model_kwargs = arch, weights_path, dict(model_kwargs)
         self._builder = builder
-        self._model = None
+        self._model: torch.nn.Module | None = None
 
     def _load(self):
         import torch

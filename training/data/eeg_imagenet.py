@@ -87,7 +87,7 @@ class EEGImageNet:
         )  # fmt: skip
 
 
-def label_purity(y: Sequence[Any], blocks: Sequence[Any]) -> float:
+def label_purity(y: Sequence[Any] | np.ndarray, blocks: Sequence[Any] | np.ndarray) -> float:
     """Share of trials whose label is their block's most common label (1.0: labels constant within blocks)."""
     y, blocks = np.asarray(y), np.asarray(blocks)
     if len(y) == 0:
@@ -242,8 +242,8 @@ def load_splits(path: str | Path, data: EEGImageNet) -> list[dict[str, np.ndarra
 
 
 def split_by_image(
-    images: Sequence[Any], labels: Sequence[Any], *, test_fraction: float = 0.3, val_fraction: float = 0.0,
-    seed: int = 0,
+    images: Sequence[Any] | np.ndarray, labels: Sequence[Any] | np.ndarray, *, test_fraction: float = 0.3,
+    val_fraction: float = 0.0, seed: int = 0,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Parts ``train`` / (``val``) / ``test``: whole images to one part, stratified by class; asserted disjoint."""
     images, labels = np.asarray(images), np.asarray(labels)
@@ -281,7 +281,11 @@ def _merge_linked(blocks: np.ndarray, images: np.ndarray | None) -> np.ndarray:
 
 
 def split_by_block(
-    blocks: Sequence[Any], images: Sequence[Any] | None = None, *, n_folds: int = 5, seed: int = 0
+    blocks: Sequence[Any] | np.ndarray,
+    images: Sequence[Any] | np.ndarray | None = None,
+    *,
+    n_folds: int = 5,
+    seed: int = 0,
 ) -> list[dict[str, np.ndarray]]:
     """Block-wise cross-validation folds (``train``/``test``); blocks sharing an image are kept together.
 
@@ -310,9 +314,9 @@ def split_by_block(
 
 
 def leave_one_subject_out(
-    subjects: Sequence[Any],
-    blocks: Sequence[Any] | None = None,
-    images: Sequence[Any] | None = None,
+    subjects: Sequence[Any] | np.ndarray,
+    blocks: Sequence[Any] | np.ndarray | None = None,
+    images: Sequence[Any] | np.ndarray | None = None,
     *,
     check_images: bool = False,
 ) -> list[tuple[Any, dict[str, np.ndarray]]]:

@@ -292,5 +292,5 @@ def load_checkpoint(path: str | Path) -> TrainedValence:
         float(payload.get("seconds", 0.0)),
         setup,
         dict(payload.get("info", {})),
-        tuple(payload["output_range"]) if payload.get("output_range") else None,  # type: ignore[arg-type]
+        tuple(payload["output_range"]) if payload.get("output_range") else None,
     )

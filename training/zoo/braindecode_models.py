@@ -10,7 +10,7 @@ for another torch and does not load against torch 2.13.0 CPU).
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -23,8 +23,9 @@ class _CombinedConv(nn.Module):
 
     def __init__(self, original: nn.Module) -> None:
         super().__init__()
-        self.conv_time = original.conv_time
-        self.conv_spat = original.conv_spat
+        # nn.Module.__getattr__ is typed Tensor | Module; in braindecode's CombinedConv both are nn.Conv2d
+        self.conv_time = cast(nn.Conv2d, original.conv_time)
+        self.conv_spat = cast(nn.Conv2d, original.conv_spat)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w_time, w_spat = self.conv_time.weight, self.conv_spat.weight  # (Ft, 1, L, 1), (Fs, Ft, 1, C)

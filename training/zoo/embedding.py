@@ -8,6 +8,7 @@ Every class takes ``(n_chans, dim, n_times, sfreq, **options)``, returns L2-norm
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -106,6 +107,8 @@ class SpectrogramCNN(_Embedder):
     kernels, ``n_fft`` samples, ``hop``; so ONNX Runtime computes it as PyTorch does, offline and live) → 2-D CNN
     over (frequency, frame) with the channels as input planes → global average pool → linear to ``dim``."""
 
+    kernels: torch.Tensor  # a buffer (register_buffer)
+
     def __init__(
         self, n_chans: int, dim: int, n_times: int, sfreq: float, *, n_fft: int = 32, hop: int = 8,
         filters: tuple[int, ...] = (32, 64),
@@ -136,7 +139,7 @@ class SpectrogramCNN(_Embedder):
 
 
 #: Embedding students by name: ``cls(n_chans, dim, n_times, sfreq, **options)``.
-EMBEDDERS: dict[str, type[_Embedder]] = {
+EMBEDDERS: dict[str, Callable[..., _Embedder]] = {
     "joint-encoder": JointEmbedder,
     "nice": NiceEncoder,
     "spectrogram-cnn": SpectrogramCNN,
