@@ -109,6 +109,18 @@ class InputSpec(_Strict):
 
     ``layout`` is ``NTC`` (batch, time, channel) or ``NCT``; ``sfreq`` in Hz; ``tmin`` in seconds
     after the marker; ``units`` the units the model expects samples in (``V`` or ``uV``).
+
+    Attributes
+    ----------
+    events, label, label_map
+        The markers the model was trained on and where their true class is (see the field descriptions).
+    event_fields : list of str or None
+        The EEGLAB event fields training read into the markers, in the order they were appended: ``["position"]``
+        turns an event ``square`` with ``position = 1`` into the marker ``square/position=1``
+        (:func:`bci_stream.recordings.read_recording`). Replay and the demo read the same fields from a ``.set``
+        file, so the markers they send are the ones ``events``/``label``/``label_map`` were written for
+        (:func:`card_event_fields`). None (omitted from the JSON) when the markers were not built from event
+        fields, and in cards written before this field existed.
     """
 
     name: str = "eeg"
@@ -125,6 +137,12 @@ class InputSpec(_Strict):
     label_map: dict[str, str] | None = Field(
         None, description="marker value (matched whole) -> true class; when given, used instead of 'label'"
     )
+    event_fields: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="EEGLAB event fields read into the markers in training, in order (e.g. ['position'] for "
+        "markers such as 'square/position=1'); replay and demo read them from a .set file the same way",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> InputSpec:
@@ -135,10 +153,11 @@ class InputSpec(_Strict):
 
     @model_serializer(mode="wrap")
     def _omit_unset(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Cards without a label map serialise exactly as before it existed (byte-identical exports).
+        # Cards without a label map or event fields serialise exactly as before these existed (byte-identical exports).
         data: dict[str, Any] = handler(self)
-        if data.get("label_map") is None:
-            data.pop("label_map", None)
+        for key in ("label_map", "event_fields"):
+            if data.get(key) is None:
+                data.pop(key, None)
         return data
 
     @property
@@ -291,15 +310,33 @@ _FIELD_LABEL = re.compile(r"^\(\?:\^\|/\)(?P<field>.+)=\(\?P<label>\[\^/\]\+\)$"
 
 
 def card_event_fields(card: ModelCard) -> list[str] | None:
-    """The EEGLAB event fields a model's labels come from, as its card records them; None when it records none.
+    """The EEGLAB event fields a model's markers were built from; None when its card names none.
 
-    ``bci-train distil --event-fields F``, ``fit`` with ``label_field`` / ``event_fields`` and ``crossval
-    --label-field`` write the field rule as ``input.label = (?:^|/)F=(?P<label>[^/]+)`` (and ``crossval`` also as
-    ``provenance.labels.field``); a label map over field markers has keys such as ``square/position=1``, whose
-    fields are read in the order they appear. Replaying or cutting a ``.set`` file for such a model needs these
-    fields read into the markers (``read_recording(..., event_fields=...)``, ``bci-stream replay --event-fields``).
+    Replaying or cutting a ``.set`` file for such a model needs these fields read into the markers
+    (``read_recording(..., event_fields=...)``, ``bci-stream replay --event-fields``), else its markers are plain
+    ``square`` and no label rule over ``square/position=1`` matches them.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The model's card.
+
+    Returns
+    -------
+    list of str or None
+        ``card.input.event_fields`` when the card records them (``bci-train fit``, ``distil`` and ``crossval
+        --export`` write it whenever markers were built from event fields). Cards written before that field
+        existed fall back to parsing the label rule: ``input.label = (?:^|/)F=(?P<label>[^/]+)`` as ``distil
+        --event-fields F``, ``fit`` with ``label_field`` / ``event_fields`` and ``crossval --label-field`` write it
+        (``crossval`` also as ``provenance.labels.field``), or a label map over field markers with keys such as
+        ``square/position=1``, whose fields are read in the order they appear. That parse gives None for a custom
+        label regex over field markers or a map whose keys mix field orders: such an old card needs
+        ``--event-fields``.
     """
     spec = card.input
+    if spec.event_fields:
+        return list(spec.event_fields)
+    # cards written before input.event_fields: recover the fields from the label rule training wrote
     if spec.label_map:
         orders = {tuple(part.split("=", 1)[0] for part in key.split("/")[1:] if "=" in part) for key in spec.label_map}
         return list(orders.pop()) if len(orders) == 1 and () not in orders else None

@@ -372,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also score the model on the recording cut offline (offline_accuracy= in the summary)")  # fmt: skip
     dm.add_argument("--event-fields", nargs="+", default=None, metavar="FIELD",
                     help="EEGLAB: event fields to read into the markers of the replay and the offline cut (e.g. "
-                         "position); default: the field of the model card's label rule, for a .set recording")  # fmt: skip
+                         "position); default: the fields the model card names (input.event_fields), for a .set recording")  # fmt: skip
     dm.set_defaults(func=cmd_demo)
 
     ins = sub.add_parser("inspect", help="show a model card, a recording's contents, or the LSL streams")

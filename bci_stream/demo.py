@@ -58,13 +58,14 @@ def summary_line(predictions: list[Prediction], drops: list[Drop], markers: int,
 
 def demo_event_fields(recording: Path, card: ModelCard, given: list[str] | None) -> list[str] | None:
     """The EEGLAB event fields the demo reads into ``recording``'s markers, for the replay and the offline cut alike:
-    ``given`` (``--event-fields``) when set, else the card's field rule (:func:`~bci_stream.card.card_event_fields`)
-    when ``recording`` is an EEGLAB ``.set`` file (other formats already carry their markers whole), else none."""
+    ``given`` (``--event-fields``) when set, else the card's (``input.event_fields``, or for an older card its field
+    rule: :func:`~bci_stream.card.card_event_fields`) when ``recording`` is an EEGLAB ``.set`` file (other formats
+    already carry their markers whole), else none."""
     if given:
         return list(given)
     fields = card_event_fields(card)
     if fields and recording.suffix.lower() == ".set":
-        log.info("demo: reading EEGLAB event fields %s from the model card's label rule", fields)
+        log.info("demo: reading EEGLAB event fields %s named by the model card", fields)
         return fields
     return None
 
@@ -137,7 +138,7 @@ def run_demo(
     """Replay ``recording`` through the daemon serving ``model``; returns 0 when every marker was answered.
 
     ``event_fields``: EEGLAB event fields read into the markers of both the replay and the offline cut (default: the
-    fields of the card's label rule, for a ``.set`` file; see :func:`demo_event_fields`)."""
+    fields the card names, for a ``.set`` file; see :func:`demo_event_fields`)."""
     say = (lambda s: None) if quiet else out
     if not recording.is_file():
         raise RecordingError(

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .card import ModelCard
+from .card import ModelCard, card_event_fields
 from .messages import AnyMessage, Drop, Prediction, Status, Valence
 
 
@@ -177,6 +177,11 @@ def card_summary(card: ModelCard, *, path: str | Path | None = None) -> list[str
         regex = labels.get("regex") if isinstance(labels, dict) else None
         rule = f", labels by map {card.input.label_map!r}" if card.input.label_map else ""
         lines.append(f"events: {events!r}" + (rule or (f", labels {regex!r}" if regex else "")))
+    fields = card_event_fields(card)
+    if fields:
+        # replay/demo of a .set file need these fields, else its markers are plain types no label rule matches
+        how = "" if inp.event_fields else "; parsed from the label rule of this older card"
+        lines.append(f"event fields: {', '.join(fields)} (EEGLAB, read into the markers{how})")
     student = prov.get("student")
     student_name = student.get("name") if isinstance(student, dict) else student
     origin = [str(x) for x in (student_name, prov.get("loss"), prov.get("code_version")) if x]

@@ -109,7 +109,7 @@ def _cmd_distil(args: argparse.Namespace) -> int:
         name=args.name or Path(args.out).stem,
     )
     rule = real["rule"]  # a label map goes into the card as one, so the daemon scores the named classes live
-    update = rule.card_input(args.events)
+    update = rule.card_input(args.events, args.event_fields)  # the fields the recordings were read with
     update["label"] = update["label"] or real["label_regex"]  # a regex without a label group: distil's own form
     card = result.card.model_copy(update={"input": result.card.input.model_copy(update=update)})
     path = export_onnx(result.model, card, args.out)

@@ -101,10 +101,28 @@ class LabelRule:
             return "^(?P<label>" + "|".join(re.escape(k) for k in self.mapping) + ")$"
         return self.daemon_regex or self.regex or ""
 
-    def card_input(self, events: str | None) -> dict[str, object]:
-        """The card's ``input`` fields for this rule (``events``, ``label``, ``label_map``): what the daemon reads to
-        choose the markers and score them live without extra flags (fit, distil and crossval --export alike)."""
-        return {"events": events, "label": self.daemon_regex, "label_map": dict(self.mapping) if self.mapping else None}
+    def card_input(self, events: str | None, event_fields: Sequence[str] | None = None) -> dict[str, object]:
+        """The card's ``input`` fields for this rule: what the daemon reads to choose the markers and score them live
+        without extra flags, and what replay/demo read into the markers (fit, distil and crossval --export alike).
+
+        Parameters
+        ----------
+        events : str or None
+            Regex of the markers that get an epoch (``input.events``).
+        event_fields : sequence of str, optional
+            The EEGLAB event fields the training recordings were read with, in order (``--event-fields``,
+            ``[data] event_fields`` plus ``label_field``); default: the rule's own field, if any.
+
+        Returns
+        -------
+        dict
+            ``events``, ``label``, ``label_map`` and ``event_fields`` for ``InputSpec.model_copy(update=...)``.
+        """
+        # recorded, not left to be parsed back out of the label rule: a custom regex or a map over field markers
+        # cannot name its fields, and replay/demo must build the very markers the rule was written for
+        fields = list(event_fields) if event_fields else self.event_fields
+        return {"events": events, "label": self.daemon_regex, "label_map": dict(self.mapping) if self.mapping else None,
+                "event_fields": fields}  # fmt: skip
 
     def describe(self) -> dict[str, object]:
         """The rule as the card records it."""

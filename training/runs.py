@@ -190,7 +190,7 @@ def data_spec(config: RunConfig, recordings: list[Any], source: str = "run confi
                 "with event_fields, or [data.label_map])"
             )
     # the card records the markers and the label rule, so the daemon serves (and scores) it without extra flags
-    return input_spec.model_copy(update=rule.card_input(d.events)), prep
+    return input_spec.model_copy(update=rule.card_input(d.events, d.fields_to_read())), prep
 
 
 def prepare_data(config: RunConfig, source: str = "run config") -> RunData:

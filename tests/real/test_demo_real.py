@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bci_stream.card import read_card
+from bci_stream.card import card_event_fields, read_card
 from bci_stream.demo import run_demo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -81,6 +81,9 @@ def test_demo_event_fields_option_reads_fields_the_card_does_not_name(eeglab: Pa
     assert main(["distil", "--recording", str(eeglab), "--events", "^square", "--event-fields", "position",
                  "--label-regex", r"position=(?P<label>\d)", "--tmax", "0.3", "--hidden", "8", "--layers", "1",
                  "--epochs", "1", "--notch", "0", "--out", str(model)]) == 0  # fmt: skip
+    # the regex names no field rule, so only the recorded input.event_fields tell the demo what to read
+    card = read_card(model)
+    assert card_event_fields(card) == card.input.event_fields == ["position"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "bci_stream.cli", "demo", "--recording", str(eeglab), "--model", str(model),
            "--config", str(CONFIG), "--speed", "20", "--timeout", "120", "--quiet", "--offline-accuracy",

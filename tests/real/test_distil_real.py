@@ -40,6 +40,7 @@ def test_eeglab_field_labels_tmax_and_capped_default_band_make_a_served_card(eeg
     assert card.preprocessing.bandpass == (5.0, 57.6)  # the default 5-95 Hz, capped at 128 Hz
     assert card.output.classes == ["1", "2"]  # plain cross-entropy: no teacher
     assert card.input.events == "^square" and card.input.label is not None and "position=" in card.input.label
+    assert card.input.event_fields == ["position"]  # --event-fields, for replay and demo to read too
     assert json.loads(capsys.readouterr().out)["leak_warnings"] == []
 
 
@@ -74,6 +75,7 @@ def test_label_map_turns_marker_values_into_named_classes(eeglab, tmp_path: Path
     assert card.output.classes == ["left", "right"]
     # the daemon scores by the map (not the regex that picked the values out)
     assert card.input.label_map == {"square/position=1": "left", "square/position=2": "right"}
+    assert card.input.event_fields == ["position"]  # a map's rule names no field: --event-fields is recorded
     assert card.provenance["labels"]["regex"] == "^(?P<label>square/position=1|square/position=2)$"  # type: ignore[index]
 
 

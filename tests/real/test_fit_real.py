@@ -70,6 +70,7 @@ def test_eeglab_event_field_run_records_events_and_rule(eeglab, tmp_path: Path, 
     assert card.output.classes == ["1", "2"] and result.metrics["loss"] == "ce"  # no teacher: plain CE
     assert card.input.events == "^square" and card.input.label is not None
     assert card.provenance["labels"] == {"field": "position", "regex": card.input.label, "classes": ["1", "2"]}
+    assert card.input.event_fields == ["position"]  # replay/demo read the label_field into the markers
     assert result.metrics["n_train"] + result.metrics["n_val"] == 80  # the 80 'square' events, 'rt' left out
 
     # bci-train evaluate rebuilds the same epochs and split from the saved config (event field read again)
@@ -77,6 +78,19 @@ def test_eeglab_event_field_run_records_events_and_rule(eeglab, tmp_path: Path, 
 
     ev = evaluate_run(tmp_path / "run", n_permutations=1000)
     assert ev["split_kind"] == "validation" and ev["predictions"]["chance_majority"] >= 0.5
+
+
+def test_card_records_every_field_read_into_the_markers_in_order(eeglab, tmp_path: Path) -> None:
+    """``event_fields`` and ``label_field`` both shape the markers (``square/type=square/position=1``): the card
+    names all of them, in the order read, so replay/demo build the very markers the rule was fitted on."""
+    from bci_stream.recordings import read_recording
+    from training.runs import data_spec
+
+    config = load_config(write(tmp_path, eeglab_data(eeglab, 'label_field = "position"', 'event_fields = ["type"]')))
+    fields = config.data.fields_to_read()
+    spec, _ = data_spec(config, [read_recording(eeglab, event_fields=fields)])
+    assert fields == ["type", "position"] and spec.event_fields == fields
+    assert spec.label is not None and "position=" in spec.label  # labels from the label_field, not the first field
 
 
 def test_n170_label_map_names_classes_and_card_carries_the_map(sub02, tmp_path: Path) -> None:
@@ -108,6 +122,7 @@ def test_fit_command_line_runs_a_real_config(eeglab, tmp_path: Path, capsys) -> 
     assert main(["fit", "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     card = card_of(tmp_path / "run")
     assert card.provenance["labels"]["field"] == "position"  # type: ignore[index]  # the first event field
+    assert card.input.event_fields == ["position"]
 
 
 @pytest.mark.parametrize(

@@ -53,6 +53,16 @@ def test_eeglab_event_field_is_a_label_rule(eeglab) -> None:
     assert rule.daemon_regex is not None and rule.label_of("square/position=2") == "2"
 
 
+def test_card_input_records_the_fields_the_markers_were_read_with() -> None:
+    assert LabelRule(field="position").card_input("^square")["event_fields"] == ["position"]  # crossval --export
+    mapped = LabelRule.parse_mapping("square/position=1/side=l=left").card_input("^square", ["position", "side"])
+    assert mapped["event_fields"] == ["position", "side"]
+    assert mapped["label_map"] == {"square/position=1/side=l": "left"}
+    custom = LabelRule(regex=r"position=(?P<label>\d)").card_input("^square", ["position"])
+    assert custom["event_fields"] == ["position"]
+    assert LabelRule(regex=r"stim/(?P<label>\w+)").card_input("^stim")["event_fields"] is None  # FIF: none read
+
+
 def test_label_map_names_classes_by_marker_value() -> None:
     rule = LabelRule.parse_mapping("1=house, 2=face")
     assert rule.label_of("1") == "house" and rule.label_of("2") == "face" and rule.label_of("3") is None
