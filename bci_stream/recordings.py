@@ -732,6 +732,16 @@ def describe_xdf(streams: list[XdfStream], *, max_values: int = 20) -> list[str]
             f"{s.name!r}: type {s.type!r}, {s.channel_count} channel{'s' if s.channel_count != 1 else ''} "
             f"{s.channel_format}, {rate}, {s.n_samples} samples; {span}"
         )
+        if s.nominal_srate > 0 and s.n_samples > 1:
+            steps = np.diff(s.time_stamps)
+            holes = np.flatnonzero(steps > 1.0 / s.nominal_srate + HOLE_TOLERANCE)
+            if len(holes):
+                period = 1.0 / s.nominal_srate
+                where = ", ".join(
+                    f"{steps[i] - period:.3f} s missing after +{s.time_stamps[i] - origin:.3f} s" for i in holes[:3]
+                )
+                more = f" and {len(holes) - 3} more" if len(holes) > 3 else ""
+                lines.append(f"    holes: {len(holes)} ({where}{more}); read as NaN, epochs touching them are dropped")
         labels = [ch.get("label", "") for ch in s.channels]
         if any(labels):
             units = sorted({ch.get("unit", "") for ch in s.channels} - {""})

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from bci_stream.card import read_card
+from bci_stream.cli import main
 from bci_stream.client import Subscriber
 from bci_stream.features import features_from_recording
 from bci_stream.inference import OnnxModel
@@ -172,3 +173,10 @@ def test_a_fif_acquisition_skip_is_a_hole_too_not_zeros(tmp_path: Path) -> None:
     cut = epochs_from_recording(rec, card.input, card.preprocessing, events="^stim/")
     assert [m.value for m in cut.markers] == ["stim/a/0", "stim/a/2"]
     assert [(d.marker.value, d.reason.value) for d in cut.drops] == [("stim/b/1", "discontinuity")]
+
+
+def test_inspect_names_the_hole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "holey.xdf"
+    write_holey_session(path, unique("inspect"))
+    assert main(["inspect", str(path)]) == 0
+    assert "holes: 1 (2.500 s missing after +1.996 s)" in capsys.readouterr().out
