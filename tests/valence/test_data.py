@@ -118,6 +118,24 @@ def test_labels_must_fit_the_trial() -> None:
         make_sequences([trial, trial], SETUP)
 
 
+def test_a_hole_in_a_trial_keeps_its_longest_unbroken_stretch(caplog: pytest.LogCaptureFixture) -> None:
+    """Live, the daemon restarts the model's context after a hole; a training sequence must not run across one."""
+    cfg = SynthConfig(seconds=30.0, sfreq=128.0)
+    trial = synth_trial(cfg, 1, 1)
+    rec = trial.recording
+    hole = (round(8.0 * rec.sfreq), round(10.0 * rec.sfreq))
+    data = rec.data.copy()
+    data[hole[0] : hole[1]] = np.nan
+    trial.recording = Recording(data, rec.sfreq, rec.ch_names, rec.ch_types, rec.units, source="holey", gaps=(hole,))
+    with caplog.at_level("WARNING"):
+        seq = make_sequence(trial, SETUP)
+    hop = SETUP.spec.hop
+    np.testing.assert_allclose(np.diff(seq.times), hop)  # one unbroken run of windows
+    assert seq.times[0] >= 10.0 + SETUP.spec.window - 1e-9  # the longer side: after the hole (20 s vs 8 s)
+    assert np.isfinite(seq.X).all()
+    assert "1 hole(s)" in caplog.text and "holey" in caplog.text
+
+
 def test_synthetic_is_deterministic_and_rate_and_names_are_free() -> None:
     cfg = SynthConfig(seconds=6.0, sfreq=128.0, teacher_dim=8)
     a, b = synth_trial(cfg, 1, 1), synth_trial(cfg, 1, 1)

@@ -177,6 +177,30 @@ def _interp_rows(t: np.ndarray, tp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     return np.asarray(fp[idx] * (1 - w) + fp[idx + 1] * w)
 
 
+def _longest_stretch(
+    times: np.ndarray, X: np.ndarray, hop: float, trial: ValenceTrial
+) -> tuple[np.ndarray, np.ndarray]:
+    """The longest run of windows one hop apart. After a hole in the recording the daemon restarts the model's
+    context, so a sequence that ran on across the hole would train the model on what it never sees live."""
+    cuts = np.flatnonzero(np.diff(times) > 1.5 * hop) + 1
+    if not len(cuts):
+        return times, X
+    runs = np.split(np.arange(len(times)), cuts)
+    best = max(runs, key=len)
+    log.warning(
+        "trial %r (%s): the recording has %d hole(s) inside the labelled span; training on its longest "
+        "unbroken stretch, %.2f-%.2f s (%d of %d windows)",
+        trial.trial,
+        trial.recording.source,
+        len(cuts),
+        times[best[0]],
+        times[best[-1]],
+        len(best),
+        len(times),
+    )
+    return times[best], X[best]
+
+
 def make_sequence(trial: ValenceTrial, setup: FeatureSetup) -> ValenceSequence:
     """Features of ``trial`` (the daemon's pipeline) with labels and teacher features at the window ends."""
     channels = trial.channels if trial.channels is not None else setup.channels
@@ -196,6 +220,7 @@ def make_sequence(trial: ValenceTrial, setup: FeatureSetup) -> ValenceSequence:
             f"of the recording ({trial.recording.duration:g} s)"
         )
     times, X = times[keep], X[keep]
+    times, X = _longest_stretch(times, X, setup.spec.hop, trial)
     y = _interp_rows(times, trial.label_times, trial.labels)
     teacher = None if trial.teacher is None else _interp_rows(times, trial.label_times, trial.teacher)
     return ValenceSequence(trial.subject, trial.trial, times, X.astype(np.float32), y.astype(np.float32), teacher)
