@@ -312,6 +312,7 @@ def train_student(
     pooling: str = "mean",
     val_fraction: float = 0.3,
     split: str | SplitPlan | None = None,
+    strict: bool = False,
     seed: int = 0,
     class_names: Mapping[str, str] | None = None,
     name: str = "cogninet-blstm2",
@@ -348,7 +349,14 @@ def train_student(
         ``by-image``, ``by-recording``, ``by-block`` or ``by-trial`` (warned, recorded as leaky), as
         :func:`training.splits.plan` (``bci-train fit``'s ``[data] split``); a :class:`training.splits.SplitPlan`
         made by the caller (``bci-train distil --split``, which leak-checks it first) is used as is. Either is recorded in the card's
-        ``provenance.split`` and ``split_info``; impossible splits are refused naming ``split``.
+        ``provenance.split`` and ``split_info`` (with the epochs per class in train and validation); impossible
+        splits are refused naming ``split``, and so is any split (the default too) that leaves a class out of
+        train or validation (:func:`training.splits.check_class_coverage`).
+    strict
+        Refuse a leaky split, as ``[data] strict = true`` and ``--strict`` do (the same :class:`ConfigError`,
+        :func:`training.splits.leaky_refusal`, naming ``strict=True``): ``split='by-trial'``, a given leaky plan,
+        or the default when no marker carries an image id (which splits by trial). False (default): such a split
+        is trained on with a warning, as before.
     class_names
         Display names for labels in the card (default: the teacher's names, else the labels).
     threads
@@ -403,6 +411,7 @@ def _train(
     pooling: str,
     val_fraction: float,
     split: str | SplitPlan | None,
+    strict: bool,
     seed: int,
     class_names: Mapping[str, str] | None,
     name: str,
@@ -422,18 +431,18 @@ def _train(
         teacher = PrecomputedTeacher.load(teacher)
     loss = _loss_name(loss, teacher)
     classes, y = class_index(data.labels, teacher)
-    plan = _split_plan(split, data, image_regex)
+    plan = _split_plan(split, data, image_regex, strict)
     if plan is None:  # the original split (synthetic / by-image path: bit-identical models)
-        train_idx, val_idx = split_by_group(data.groups, data.labels, val_fraction=val_fraction, seed=seed)
-        if len(val_idx) == 0:
-            raise TrainingDataError("the validation split is empty: every class needs at least two images (or trials)")
+        from .splits import API_OPTION, split_parts
+
+        default = f"train_student: {API_OPTION.set_to(None)} (the default: by {data.split_unit})"
+        train_idx, val_idx, _ = split_parts(data.groups, data.labels, data.split_unit, val_fraction=val_fraction,
+                                            seed=seed, key=default, option=API_OPTION)  # fmt: skip
         if data.split_unit == "trial":
             log.warning("split by trial (no marker carries an image id): leaky on real EEG, the validation accuracy "
                         "is optimistic; pass split='by-block' or split='by-recording'")  # fmt: skip
     else:
-        from .splits import split_parts
-
-        train_idx, val_idx, _ = split_parts(plan.groups, data.labels, plan.unit, val_fraction=val_fraction, seed=seed)
+        train_idx, val_idx, _ = plan.parts(data.labels, val_fraction=val_fraction, seed=seed)
     norm = fit_channel_normalization(data.X[train_idx])
     X = normalize(data.X, norm).astype(np.float32)
     t_logits = teacher.lookup(data.groups, classes) if teacher is not None else None
@@ -471,7 +480,7 @@ def _train(
     }
     if t_logits is not None:
         metrics["teacher_val_accuracy"] = float((t_logits[val_idx].argmax(1) == y[val_idx]).mean())
-    split_info = plan.info({"train": train_idx, "validation": val_idx}) if plan is not None else None
+    split_info = plan.info({"train": train_idx, "validation": val_idx}, data.labels) if plan is not None else None
     if split_info is not None:
         metrics["split"] = split_info["split"]
         metrics["split_info"] = split_info
@@ -512,18 +521,31 @@ def _train(
     return TrainResult(model, card, metrics, history, classes, train_idx, val_idx)
 
 
-def _split_plan(split: str | SplitPlan | None, data: LabelledEpochs, image_regex: str | None) -> SplitPlan | None:
-    """``train_student``'s ``split`` as a plan over ``data`` (None: the original by-image / by-trial split)."""
-    from .splits import API_OPTION, SplitPlan, plan
+def _split_plan(
+    split: str | SplitPlan | None, data: LabelledEpochs, image_regex: str | None, strict: bool = False
+) -> SplitPlan | None:
+    """``train_student``'s ``split`` as a plan over ``data`` (None: the original by-image / by-trial split).
 
+    With ``strict``, a leaky split is refused by :func:`training.splits.leaky_refusal` (the config's and the
+    command line's refusal, naming ``strict=True``): ``split='by-trial'`` (by :func:`training.splits.plan`), a given
+    plan that carries a leak note, and the default on epochs without image ids (by trial).
+    """
+    from .splits import API_OPTION, SplitPlan, leaky_refusal, plan
+
+    source = "train_student"
     if split is None:
+        if strict and data.split_unit == "trial":
+            raise leaky_refusal(f"{source}: {API_OPTION.set_to(None)} (the default: by trial, no marker carries an "
+                                f"image id)", API_OPTION)  # fmt: skip
         return None
     if isinstance(split, SplitPlan):
         if len(split.groups) != len(data.labels):
             raise SettingError(f"split: the given plan has {len(split.groups)} units but {len(data.labels)} epochs were "
                                "cut; make the plan from the same recordings and epoch settings")  # fmt: skip
+        if strict and split.leak is not None:
+            raise leaky_refusal(f"{source}: {API_OPTION.set_to(split.name)} (a given plan)", API_OPTION)
         return split
-    return plan(data, split, image_regex=image_regex, option=API_OPTION, source="train_student")
+    return plan(data, split, image_regex=image_regex, option=API_OPTION, source=source, strict=strict)
 
 
 def _loss_name(loss: str | None, teacher: PrecomputedTeacher | None) -> str:

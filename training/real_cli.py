@@ -200,7 +200,7 @@ def distil_leak_check(args: argparse.Namespace, recs: list[Any], spec_kwargs: di
     :func:`training.fit.train_student` is given that plan, so the split checked is the split trained on."""
     from .fit import cut_epochs, epoch_spec
     from .leaks import check_epoch_split
-    from .splits import CLI_OPTION, plan, split_parts
+    from .splits import CLI_OPTION, plan
 
     input_spec, prep = epoch_spec(recs, channels=spec_kwargs["channels"], sfreq=None, n_times=spec_kwargs["n_times"],
                                   tmin=args.tmin, bandpass=spec_kwargs["bandpass"],
@@ -209,7 +209,7 @@ def distil_leak_check(args: argparse.Namespace, recs: list[Any], spec_kwargs: di
                       image_regex=args.image_regex or None)  # fmt: skip
     split = plan(data, args.split, image_regex=args.image_regex or None, option=CLI_OPTION, source="bci-train distil",
                  strict=args.strict)  # fmt: skip
-    train, val, _ = split_parts(split.groups, data.labels, split.unit, val_fraction=args.val_fraction, seed=args.seed)
+    train, val, _ = split.parts(data.labels, val_fraction=args.val_fraction, seed=args.seed)
     warnings = check_epoch_split(recs, data, train, val, strict=args.strict)
     if split.leak:
         warnings.append(f"--split {split.name}: {split.leak}")

@@ -10,7 +10,8 @@ checkpointed to ``RUN/checkpoint.pt`` (model, optimiser, epoch, RNG states, hist
 The run folder::
 
     RUN/config.toml         copy of the config
-    RUN/split.json          the split (unit, why, leak note) and per part its units and epoch indices (test may be empty)
+    RUN/split.json          the split (unit, why, leak note, epochs per class per part) and per part its units and
+                            epoch indices (test may be empty)
     RUN/checkpoint.pt       last epoch (for --resume)
     RUN/model.pt            best weights (lowest validation loss), a state_dict
     RUN/card.json           the model card (input, preprocessing with the train-split normalisation, classes)
@@ -59,7 +60,7 @@ from .run_config import (
     load_config,
 )
 from .run_report import confusion, run_card, write_outputs
-from .splits import CONFIG_OPTION, SPLITS, SplitPlan, plan, split_parts
+from .splits import CONFIG_OPTION, SPLITS, SplitPlan, class_counts, plan, split_parts
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +123,12 @@ def plan_split(data: LabelledEpochs, d: DataConfig, tr: TrainConfig, source: str
 def split_epochs(
     data: LabelledEpochs, config: RunConfig, source: str = "run config"
 ) -> tuple[SplitPlan, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """:func:`plan_split` then :func:`split_run` on its units: a run's split (fit_run and evaluate_run alike)."""
+    """:func:`plan_split` then :meth:`SplitPlan.parts <training.splits.SplitPlan.parts>` on its units (as
+    :func:`split_run`, refusals naming the config and ``[data] split``): a run's split (fit_run and evaluate_run
+    alike)."""
     plan = plan_split(data, config.data, config.train, source)
-    return plan, split_run(plan.groups, data.labels, config.train, plan.unit)
+    tr = config.train
+    return plan, plan.parts(data.labels, val_fraction=tr.val_fraction, seed=tr.seed, test_fraction=tr.test_fraction)
 
 
 def check_recorded_split(
@@ -348,7 +352,8 @@ def _fit(
             shutil.copyfile(config_path, run_dir / "config.toml")
         parts = {"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx}
         record = split_record(rd.split.groups, rd.split.unit, parts)
-        record.update({"split": rd.split.name, "chosen": rd.split.chosen, "leaky": rd.split.leak})
+        record.update({"split": rd.split.name, "chosen": rd.split.chosen, "leaky": rd.split.leak,
+                       "classes": class_counts(rd.epochs.labels, parts)})  # fmt: skip
         (run_dir / "split.json").write_text(json.dumps(record, indent=2))
     Xt, yt, Tt = _tensors(rd)
     train = IndexBatches(Xt, yt, rd.train_idx, batch_size=tr.batch_size, seed=tr.seed, teacher=Tt,
@@ -361,7 +366,7 @@ def _fit(
     )  # fmt: skip
     st = result.state
     student_info = {"name": config.student.name, **config.student.options}
-    split_info = rd.split.info({"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx})
+    split_info = rd.split.info({"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx}, rd.epochs.labels)
     card = run_card(config, config_path, rd.input_spec, rd.prep, rd.norm, rd.classes, rd.teacher, rd.loss_name,
                     student_info, rd.epochs, {"best_epoch": st.best_epoch}, split_info)  # fmt: skip
     metrics: dict[str, Any] = {"finished": result.finished, "history": st.history, "best_epoch": st.best_epoch}
@@ -420,7 +425,9 @@ def _final_metrics(model: Any, rd: RunData, tr: TrainConfig, st: Any, dd: Dist, 
         "n_val": len(val_idx),
         "n_test": len(rd.test_idx),
         "split": rd.split.name,
-        "split_info": rd.split.info({"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx}),
+        "split_info": rd.split.info(
+            {"train": rd.train_idx, "validation": rd.val_idx, "test": rd.test_idx}, rd.epochs.labels
+        ),
         "n_dropped": rd.epochs.n_dropped,
         "loss": rd.loss_name,
         "world_size": dd.world,

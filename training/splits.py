@@ -1,6 +1,7 @@
 """The train / validation / test split of labelled epochs, shared by ``bci-train fit`` (``[data] split``) and
 ``bci-train distil`` (``--split``): the unit no two parts share (image, recording, block or, warned as leaky, trial),
-its default, the refusals of impossible splits, and the split itself (asserted disjoint).
+its default, the refusals of impossible splits, and the split itself (asserted disjoint, and refused when it leaves a
+class out of a part: :func:`check_class_coverage`).
 
 Kept apart from :mod:`training.runs` (config runs) and :mod:`training.fit` (``train_student``) so both use one
 implementation; only the words of messages differ (:class:`SplitOption`: the config key or the command-line option).
@@ -29,7 +30,8 @@ SPLITS = ("by-image", "by-recording", "by-block", "by-trial")
 class SplitOption:
     """How messages name the split setting: ``setting`` formats the key with a value, ``choose`` a value to choose,
     ``image_regex`` the image-id pattern's setting (``image_setting`` in full), ``test`` what asks for a test split; ``leak`` is the note a
-    by-trial split carries; ``strict`` the setting that refuses leaks (and so a by-trial split)."""
+    by-trial split carries; ``strict`` the setting that refuses leaks (and so a by-trial split); ``seed`` the setting
+    that seeds which units go to which part."""
 
     key: str
     setting: str
@@ -39,6 +41,7 @@ class SplitOption:
     test: str
     leak: str
     strict: str
+    seed: str
 
     def set_to(self, value: str) -> str:
         return self.setting.format(value)
@@ -53,7 +56,7 @@ CONFIG_OPTION = SplitOption(
     image_setting="[data] image_regex", test="[train] test_fraction > 0",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so validation and "
          "test accuracy are optimistic; choose [data] split = 'by-recording' or 'by-block'",
-    strict="[data] strict = true",
+    strict="[data] strict = true", seed="[train] seed",
 )  # fmt: skip
 #: ``bci-train distil``: ``--split``.
 CLI_OPTION = SplitOption(
@@ -61,7 +64,7 @@ CLI_OPTION = SplitOption(
     image_setting="--image-regex", test="a test split",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
          "accuracy is optimistic; choose --split by-recording or --split by-block",
-    strict="--strict",
+    strict="--strict", seed="--seed",
 )  # fmt: skip
 #: :func:`training.fit.train_student` called from Python: its ``split`` argument.
 API_OPTION = SplitOption(
@@ -69,28 +72,134 @@ API_OPTION = SplitOption(
     image_setting="image_regex", test="a test split",
     leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
          "accuracy is optimistic; choose split='by-recording' or split='by-block'",
-    strict="strict=True",
+    strict="strict=True", seed="seed",
 )  # fmt: skip
 
 
 @dataclass(frozen=True)
 class SplitPlan:
     """How epochs are split: ``name`` (a :data:`SPLITS` value), the unit id of every epoch, why this split (the
-    setting or the default's reason) and, for a leaky split, the note recorded with the run or model."""
+    setting or the default's reason) and, for a leaky split, the note recorded with the run or model; ``key`` (the
+    source and the setting with its value) and ``option`` name the split in the refusals of :meth:`parts`."""
 
     name: str
     groups: list[str]
     chosen: str
     leak: str | None = None
+    key: str = ""
+    option: SplitOption = CONFIG_OPTION
 
     @property
     def unit(self) -> str:
         return self.name.removeprefix("by-")
 
-    def info(self, parts: dict[str, np.ndarray]) -> dict[str, Any]:
-        """What ``metrics.json`` and the card record: the split, its unit, why, group counts per part, leak."""
+    def parts(
+        self, labels: list[str], *, val_fraction: float, seed: int, test_fraction: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Indices (train, validation, test) of this plan's units (:func:`split_parts`); refusals name ``key``."""
+        return split_parts(self.groups, labels, self.unit, val_fraction=val_fraction, seed=seed,
+                           test_fraction=test_fraction, key=self.key or None, option=self.option)  # fmt: skip
+
+    def info(self, parts: dict[str, np.ndarray], labels: list[str]) -> dict[str, Any]:
+        """What ``metrics.json`` and the card record: the split, its unit, why, group counts per part, epochs per
+        class per part (:func:`class_counts`), leak."""
         counts = {name: len({self.groups[int(i)] for i in idx}) for name, idx in parts.items()}
-        return {"split": self.name, "unit": self.unit, "chosen": self.chosen, "groups": counts, "leaky": self.leak}
+        return {"split": self.name, "unit": self.unit, "chosen": self.chosen, "groups": counts,
+                "classes": class_counts(labels, parts), "leaky": self.leak}  # fmt: skip
+
+
+def class_counts(labels: list[str], parts: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
+    """Epochs of every class (all classes of ``labels``, sorted; 0 where a part has none) in each part of ``parts``
+    (part name → epoch indices), as ``split.json``, ``metrics.json`` and the card record them."""
+    classes = sorted(set(labels))
+    out: dict[str, dict[str, int]] = {}
+    for name, idx in parts.items():
+        per = dict.fromkeys(classes, 0)
+        for i in idx:
+            per[labels[int(i)]] += 1
+        out[name] = per
+    return out
+
+
+def leaky_refusal(key: str, option: SplitOption) -> ConfigError:
+    """The error that refuses a by-trial (leaky) split under ``option.strict``: one message for ``[data] strict``,
+    ``--strict`` and ``train_student(strict=True)``. ``key`` names the source and the split setting."""
+    return ConfigError(
+        f"{key}: refusing a leaky split ({option.strict}): trials of one recording are not independent (they "
+        f"share slow drifts and blocks), so held-out accuracy would be optimistic; choose "
+        f"{option.choice('by-recording')} (whole recordings, 2+; 3+ with a test split), "
+        f"{option.choice('by-block')} (runs of same-class trials) or {option.choice('by-image')} (markers with "
+        f"image ids, {option.image_setting}), or leave out {option.strict} to train on it with a warning"
+    )
+
+
+def check_class_coverage(
+    labels: list[str],
+    groups: list[str],
+    parts: dict[str, np.ndarray],
+    unit: str,
+    *,
+    key: str | None = None,
+    option: SplitOption = CONFIG_OPTION,
+) -> None:
+    """Refuse a split that leaves a class out of one of its ``parts``.
+
+    A class missing from validation (or test) is missing from the accuracy that picks the epoch and goes on the card,
+    and the chance level reported with it (1/k or the majority rate) is not that of the classes evaluated; a class
+    missing from training cannot be learnt. No part may lack a class, whatever the split.
+
+    Parameters
+    ----------
+    labels, groups
+        The class and the split unit (image, recording, block, trial id) of every epoch.
+    parts
+        Part name (``train``, ``validation`` and, when there is one, ``test``) → epoch indices.
+    unit
+        The split unit's name (``recording``, ...): the split is ``by-UNIT``.
+    key, option
+        How the message names the source and the split setting (default ``split by UNIT``), and the settings it
+        suggests (:class:`SplitOption`: ``[data] split`` / ``[train] seed``, ``--split`` / ``--seed``, ...).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``key``, each missing class and the part it is missing from (and where its epochs are), the epochs
+        per class in every part, and what to do: more recordings (when a class has fewer units than there are
+        parts, no seed can help), another split, or, split by whole recordings (not stratified by class), another
+        seed.
+    """
+    counts = class_counts(labels, parts)
+    missing = {part: [c for c, n in per.items() if n == 0] for part, per in counts.items()}
+    missing = {part: cs for part, cs in missing.items() if cs}
+    if not missing:
+        return
+    key = key or f"split by {unit}"
+    name = f"by-{unit}"
+    absent = sorted({c for cs in missing.values() for c in cs})
+    n_units = {c: len({g for g, y in zip(groups, labels, strict=True) if y == c}) for c in absent}
+
+    def held(c: str) -> str:
+        return " and ".join(f"{part} ({per[c]})" for part, per in counts.items() if per[c])
+
+    where = "; ".join(f"class {c!r} is not in {part} (its epochs are all in {held(c)})"
+                      for part, cs in missing.items() for c in cs)  # fmt: skip
+    shown = "; ".join(f"{part} " + ", ".join(f"{c!r} {n}" for c, n in per.items()) for part, per in counts.items())
+    few = [c for c in absent if n_units[c] < len(parts)]
+    todo = []
+    if few:
+        more = "that hold it" if unit == "recording" else f"(more {unit}s of it)"
+        todo.append(", ".join(f"{c!r} is in only {n_units[c]} {unit}(s)" for c in few)
+                    + f" for {len(parts)} parts: give more recordings {more}")  # fmt: skip
+    else:
+        todo.append("give more recordings")
+    others = [s for s in ("by-recording", "by-block", "by-image") if s != name]
+    todo.append(f"choose another split ({option.choice(*others)})")
+    if unit == "recording" and not few:  # whole recordings, not stratified by class: the seed picks which
+        todo.append(f"try another seed ({option.seed}): it picks which recordings are held out")
+    raise ConfigError(
+        f"{key} leaves a class out of a part: {where}; the accuracy and chance level of that part would leave it out "
+        f"(epochs per class: {shown}); {', '.join(todo[:-1])} or {todo[-1]}"
+    )
 
 
 def _recording_names(sources: list[str]) -> list[str]:
@@ -140,7 +249,7 @@ def plan(
         if data.split_unit != "image":
             raise ConfigError(f"{key}: {option.image_regex} {image_regex!r} matches no marker, so there are no image "
                               f"ids; fix {option.image_regex} or choose {option.choice('by-recording', 'by-block')}")  # fmt: skip
-        return SplitPlan(name, list(data.groups), chosen)
+        return SplitPlan(name, list(data.groups), chosen, key=key, option=option)
     if name == "by-recording":
         groups = [names[int(r)] for r in rec]
         if n_rec < need:
@@ -148,7 +257,7 @@ def plan(
                 f"{key} needs at least {need} recordings ({parts} each take whole recordings), got {n_rec}; "
                 f"choose {option.choice('by-block')} (runs of same-class trials) or give more recordings"
             )
-        return SplitPlan(name, groups, chosen)
+        return SplitPlan(name, groups, chosen, key=key, option=option)
     if name == "by-block":
         blocks = same_class_runs(np.asarray(data.labels), rec)
         groups = [f"{names[int(r)]}#block{int(b)}" for r, b in zip(rec, blocks, strict=True)]
@@ -162,22 +271,16 @@ def plan(
                 f"{key} needs at least {need} blocks of every class ({parts} each take whole blocks), but class "
                 f"{cls!r} has {fewest} (of {len(set(groups))} blocks in {n_rec} recording(s)); choose {other}"
             )
-        return SplitPlan(name, groups, chosen)
+        return SplitPlan(name, groups, chosen, key=key, option=option)
     if strict:
-        raise ConfigError(
-            f"{key}: refusing a leaky split ({option.strict}): trials of one recording are not independent (they "
-            f"share slow drifts and blocks), so held-out accuracy would be optimistic; choose "
-            f"{option.choice('by-recording')} (whole recordings, 2+; 3+ with a test split), "
-            f"{option.choice('by-block')} (runs of same-class trials) or {option.choice('by-image')} (markers with "
-            f"image ids, {option.image_setting}), or leave out {option.strict} to train on it with a warning"
-        )
+        raise leaky_refusal(key, option)
     counter: dict[int, int] = {}
     groups = []
     for r in rec.tolist():
         groups.append(f"trial{r}:{counter.get(r, 0)}")
         counter[r] = counter.get(r, 0) + 1
     log.warning("%s: %s", key, option.leak)
-    return SplitPlan(name, groups, chosen, leak=option.leak)
+    return SplitPlan(name, groups, chosen, leak=option.leak, key=key, option=option)
 
 
 def split_parts(
@@ -188,6 +291,8 @@ def split_parts(
     val_fraction: float,
     seed: int,
     test_fraction: float = 0.0,
+    key: str | None = None,
+    option: SplitOption = CONFIG_OPTION,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices (train, validation, test), by group (``unit``: image, block, trial or recording), chosen before any
     training.
@@ -195,7 +300,9 @@ def split_parts(
     Single-class groups are split stratified by class (:func:`training.fit.split_by_group`); recordings, which hold
     every class, as whole groups (:func:`training.fit.split_whole_groups`). With ``test_fraction`` > 0 the test
     groups are drawn first (seed + 1), then the rest is split into train / validation exactly as without a test
-    split. Asserts that no group is in two parts.
+    split. Asserts that no group is in two parts, and refuses (:func:`check_class_coverage`, naming ``key`` and
+    ``option``'s settings) a split that leaves a class out of a part: every class must be in train, validation and,
+    with ``test_fraction``, test.
     """
     from .fit import split_by_group, split_whole_groups
 
@@ -219,7 +326,12 @@ def split_parts(
     for a, b in ((0, 1), (0, 2), (1, 2)):
         overlap = parts[a] & parts[b]
         assert not overlap, f"split leaks {unit}s into two parts: {sorted(overlap)[:5]}"
+    covered = {"train": train_idx, "validation": val_idx, **({"test": test_idx} if test_fraction > 0 else {})}
+    check_class_coverage(labels, groups, covered, unit, key=key, option=option)
     return train_idx, val_idx, test_idx
 
 
-__all__ = ["API_OPTION", "CLI_OPTION", "CONFIG_OPTION", "SPLITS", "SplitOption", "SplitPlan", "plan", "split_parts"]
+__all__ = [
+    "API_OPTION", "CLI_OPTION", "CONFIG_OPTION", "SPLITS", "SplitOption", "SplitPlan", "check_class_coverage",
+    "class_counts", "leaky_refusal", "plan", "split_parts",
+]  # fmt: skip

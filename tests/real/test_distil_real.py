@@ -128,6 +128,11 @@ def test_without_image_ids_one_recording_splits_by_whole_blocks(eeglab, tmp_path
         side.setdefault(blocks[i], set()).add("val")
     assert len(side) == 13 and all(len(s) == 1 for s in side.values()), side
     assert {"train"} in side.values() and {"val"} in side.values()
+    # epochs per class on each side (the class is the position in the marker), in the card and the printed metrics
+    counts = {part: {c: sum(labels[i].endswith(f"={c}") for i in seen[key]) for c in ("1", "2")}
+              for part, key in (("train", "train"), ("validation", "val"))}  # fmt: skip
+    assert min(min(c.values()) for c in counts.values()) > 0, counts
+    assert info["classes"] == counts and printed["split_info"]["classes"] == counts, info
 
 
 def test_split_by_trial_is_warned_and_the_card_says_leaky(eeglab, tmp_path: Path, capsys, caplog) -> None:
@@ -162,17 +167,76 @@ def test_an_impossible_split_is_refused_naming_split(eeglab, tmp_path: Path, cap
     assert not out.exists()
 
 
+#: A tiny ``train_student`` on the EEGLAB file's square trials (labels: the position field).
+TS_KWARGS = {"events": "^square", "label_regex": r"position=(?P<label>\d)", "n_times": 38, "tmin": 0.0,
+             "bandpass": (5.0, 50.0), "notch": None, "hidden": 8, "n_layers": 1, "epochs": 1}  # fmt: skip
+
+
 def test_train_student_split_argument_refuses_naming_split_and_defaults_unchanged(eeglab) -> None:
     from bci_stream.errors import ConfigError
     from bci_stream.recordings import read_recording
     from training.fit import train_student
 
     rec = read_recording(eeglab, event_fields=["position"])
-    kwargs = {"events": "^square", "label_regex": r"position=(?P<label>\d)", "n_times": 38, "tmin": 0.0,
-              "bandpass": (5.0, 50.0), "notch": None, "hidden": 8, "n_layers": 1, "epochs": 1}  # fmt: skip
+    kwargs = TS_KWARGS
     with pytest.raises(ConfigError, match=r"train_student: split='by-recording' needs at least 2 recordings"):
         train_student(rec, split="by-recording", **kwargs)
     default = train_student(rec, **kwargs)  # no split: the old by-trial split, as before (warned in the log)
     assert default.card.provenance["split"] == "by-trial" and "split_info" not in default.card.provenance
     blocks = train_student(rec, split="by-block", **kwargs)
     assert blocks.card.provenance["split_info"]["chosen"] == "split" and blocks.metrics["split"] == "by-block"
+
+
+def test_distil_refuses_a_split_that_leaves_a_class_on_one_side(sub02, tmp_path: Path, capsys) -> None:
+    """Run 1 of sub-02 and a faces-only copy of run 2, ``--split by-recording``: no house on one side whatever the
+    seed; exit 2 before training, naming --split, the class, the side and the epochs per class."""
+    from tests.real.test_fit_split import class_counts_of, faces_only
+
+    faces = faces_only(sub02[1], tmp_path)
+    out = tmp_path / "m.onnx"
+    args = ["distil", "--recording", str(sub02[0]), str(faces), "--events", "^stim/", "--label-regex",
+            "stim/(?P<label>face|house)", "--image-regex", "", "--tmax", "0.6", "--split", "by-recording",
+            "--seed", "1", "--out", str(out), *TINY]  # fmt: skip
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    run1, only = class_counts_of([sub02[0], faces])
+    for key in ("--split by-recording leaves a class out of a part",
+                f"class 'house' is not in validation (its epochs are all in train ({run1['house']}))",
+                f"train 'face' {run1['face']}, 'house' {run1['house']}; validation 'face' {only['face']}, 'house' 0",
+                "give more recordings that hold it", "--split by-block"):  # fmt: skip
+        assert key in err, err
+    assert not out.exists()
+
+
+def test_train_student_strict_refuses_by_trial_as_the_config_and_cli_do(eeglab, caplog) -> None:
+    """``train_student(split='by-trial', strict=True)`` is refused with the error of ``[data] strict`` and
+    ``--strict`` (naming ``strict=True`` and the leak-free ``split=`` values); without strict it trains, warned."""
+    from bci_stream.errors import ConfigError
+    from bci_stream.recordings import read_recording
+    from training.fit import cut_epochs, epoch_spec, train_student
+    from training.splits import CLI_OPTION, plan
+
+    rec = read_recording(eeglab, event_fields=["position"])
+    with pytest.raises(ConfigError) as err:
+        train_student(rec, split="by-trial", strict=True, **TS_KWARGS)
+    message = str(err.value)
+    assert message.startswith("train_student: split='by-trial': refusing a leaky split (strict=True)"), message
+    assert all(f"split={s!r}" in message for s in ("by-recording", "by-block", "by-image")), message
+    assert "leave out strict=True to train on it with a warning" in message, message
+
+    # the default split of epochs without image ids is by trial: refused as well under strict
+    with pytest.raises(ConfigError, match=r"train_student: split=None \(the default: by trial.*strict=True"):
+        train_student(rec, strict=True, **TS_KWARGS)
+    # and so is a leaky plan made elsewhere (distil's --split by-trial) handed in
+    spec, prep = epoch_spec([rec], channels=None, sfreq=None, n_times=38, tmin=0.0, bandpass=(5.0, 50.0), notch=None)
+    data = cut_epochs([rec], spec, prep, events="^square", label_regex=TS_KWARGS["label_regex"])
+    leaky = plan(data, "by-trial", image_regex=None, option=CLI_OPTION)
+    with pytest.raises(ConfigError, match=r"split='by-trial' \(a given plan\): refusing a leaky split \(strict=True"):
+        train_student(rec, split=leaky, strict=True, **TS_KWARGS)
+
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        result = train_student(rec, split="by-trial", strict=False, **TS_KWARGS)
+    assert any("split='by-trial'" in r.getMessage() and "not independent" in r.getMessage()
+               and r.levelname == "WARNING" for r in caplog.records), caplog.text  # fmt: skip
+    assert result.card.provenance["split"] == "by-trial" and "leaky" in result.metrics["split_info"]["leaky"]

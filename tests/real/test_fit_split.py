@@ -36,6 +36,24 @@ def side_of(split: dict) -> dict[int, str]:
     return {i: part for part in PARTS for i in split[part]["index"]}
 
 
+def faces_only(run: Path, tmp_path: Path) -> Path:
+    """A copy of the real N170 ``run`` with its house trials' markers removed: a run in which only faces were shown
+    (the EEG is the run's own)."""
+    import mne
+
+    raw = mne.io.read_raw_fif(run, preload=True, verbose="error")
+    raw.set_annotations(raw.annotations[[d != "stim/house" for d in raw.annotations.description]])
+    out = tmp_path / run.name.replace("_eeg.fif", "-faces_eeg.fif")
+    raw.save(out, verbose="error")
+    return out
+
+
+def class_counts_of(paths: list[Path]) -> list[dict[str, int]]:
+    """Per recording, its stimulus markers per class (face, house), read from the files."""
+    return [{c: sum(m.value == f"stim/{c}" for m in read_recording(p).markers) for c in ("face", "house")}
+            for p in paths]  # fmt: skip
+
+
 def test_eeglab_label_field_run_splits_by_block_by_default(eeglab, tmp_path: Path, monkeypatch) -> None:
     """The blocked EEGLAB file: no image ids, one recording → by block; no block has trials on both sides, and
     the leak check runs on exactly that split."""
@@ -85,6 +103,14 @@ def test_by_recording_keeps_each_n170_run_on_one_side(sub02, tmp_path: Path) -> 
     assert len({sides[i] for i in range(n_first)}) == len({sides[i] for i in range(n_first, len(sides))}) == 1
     assert result.metrics["split_info"]["groups"] == {"train": 1, "validation": 1, "test": 0}
     assert card_of(tmp_path / "run").provenance["split"] == "by-recording"
+    # epochs per class on each side, as the markers of the recording on that side give them (test: none)
+    per_recording = dict(zip([p.name for p in sub02], class_counts_of(sub02), strict=True))
+    expected = {part: per_recording[split[part]["recordings"][0]] for part in ("train", "validation")}
+    expected["test"] = {"face": 0, "house": 0}
+    assert all(min(c.values()) > 0 for c in per_recording.values()), per_recording
+    assert split["classes"] == expected, split["classes"]
+    assert result.metrics["split_info"]["classes"] == expected
+    assert card_of(tmp_path / "run").provenance["split_info"]["classes"] == expected  # type: ignore[index]
 
     # bci-train evaluate rebuilds the same by-recording split (checked against split.json) and names it
     from training.evaluate_run import evaluate_run
@@ -246,3 +272,28 @@ def test_by_block_permutation_p_permutes_whole_blocks(eeglab, tmp_path: Path, mo
     assert m["permutation_unit"] == "block" and m["p_value_permutation_trials"] < 0.01
     assert m["p_value_permutation"] > 0.1  # 1 of 6 block labellings is as good as the observed one
     assert "blocks permuted" in (tmp_path / "run" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(("seed", "side"), [(0, "train"), (1, "validation")])
+def test_a_class_left_on_one_side_is_refused_before_training(sub02, tmp_path: Path, seed: int, side: str) -> None:
+    """Run 1 of sub-02 and a faces-only copy of run 2, split by recording: houses are in one recording, so whichever
+    the seed holds out, one part has no house; refused before training, naming the key, the class, the side and
+    the epochs per class on each side."""
+    faces = faces_only(sub02[1], tmp_path)
+    config = write(tmp_path, n170_data([sub02[0], faces], 'split = "by-recording"'), "n170")
+    config.write_text(config.read_text().replace("seed = 0", f"seed = {seed}"))
+    with pytest.raises(ConfigError) as err:
+        fit_run(config, out=tmp_path / "run", progress=False)
+    message = str(err.value)
+    run1, only = class_counts_of([sub02[0], faces])
+    assert only["house"] == 0 < only["face"] and run1["house"] > 0
+    other = "validation" if side == "train" else "train"
+    # the part without houses holds the faces-only recording; the other holds run 1
+    per_side = {"train": only, "validation": run1} if side == "train" else {"train": run1, "validation": only}
+    shown = "; ".join(f"{part} 'face' {c['face']}, 'house' {c['house']}" for part, c in per_side.items())
+    for key in (str(config), "[data] split = 'by-recording' leaves a class out of a part",
+                f"class 'house' is not in {side} (its epochs are all in {other} ({run1['house']}))",
+                f"epochs per class: {shown})", "'house' is in only 1 recording(s) for 2 parts",
+                "give more recordings that hold it", "split = 'by-block'"):  # fmt: skip
+        assert key in message, message
+    assert not (tmp_path / "run").exists()  # refused before anything was written or trained

@@ -95,3 +95,77 @@ def test_by_trial_carries_the_leak_note_and_by_recording_needs_recordings():
     assert plan.name == "by-trial" and "not independent" in (plan.leak or "")
     with pytest.raises(ConfigError, match=r"\[data\] split = 'by-recording' needs at least 2 recordings .* got 1"):
         plan_split(_epochs(1), _data(split="by-recording"), TrainConfig())
+
+
+def test_a_recording_split_that_leaves_a_class_out_of_validation_or_training_is_refused():
+    """Three recordings, the third only of class 'c': whichever recording the seed holds out, some class is on one
+    side only; refused naming the key, each class and side, the epochs per class per part and the ways out."""
+    data = _epochs(3, "abab")
+    data.labels[8:] = ["c"] * 4  # recording 2 holds only 'c'
+    plan = plan_split(data, _data(split="by-recording"), TrainConfig())
+    names = [f"run-{r}.fif" for r in range(3)]
+    held_out = {seed: names[int(split_whole_groups(names, val_fraction=0.3, seed=seed)[1][0])] for seed in range(4)}
+    assert set(held_out.values()) >= {"run-0.fif", "run-2.fif"}, held_out  # the real split function picks these
+    seed = next(s for s, name in held_out.items() if name == "run-2.fif")
+    with pytest.raises(ConfigError) as err:  # 'c' only in validation, 'a' and 'b' only in training
+        plan.parts(data.labels, val_fraction=0.3, seed=seed)
+    message = str(err.value)
+    for key in ("run config: [data] split = 'by-recording' leaves a class out of a part",
+                "class 'a' is not in validation (its epochs are all in train (4))",
+                "class 'c' is not in train (its epochs are all in validation (4))",
+                "epochs per class: train 'a' 4, 'b' 4, 'c' 0; validation 'a' 0, 'b' 0, 'c' 4",
+                "choose another split (split = 'by-block' or split = 'by-image')",
+                "'c' is in only 1 recording(s) for 2 parts: give more recordings that hold it"):  # fmt: skip
+        assert key in message, message
+    assert "seed" not in message  # a class in one recording is on one side whatever the seed
+    seed = next(s for s, name in held_out.items() if name == "run-0.fif")
+    with pytest.raises(ConfigError, match=r"class 'c' is not in validation .* or choose another split"):
+        plan.parts(data.labels, val_fraction=0.3, seed=seed)
+
+
+def test_every_class_on_every_side_passes_and_is_counted():
+    data = _epochs(3, "aabb")
+    data.labels[8:] = list("abab")
+    plan = plan_split(data, _data(split="by-recording"), TrainConfig())
+    train, val, test = plan.parts(data.labels, val_fraction=0.3, seed=0)
+    info = plan.info({"train": train, "validation": val, "test": test}, data.labels)
+    assert info["classes"] == {"train": {"a": 4, "b": 4}, "validation": {"a": 2, "b": 2}, "test": {"a": 0, "b": 0}}
+
+
+def test_an_image_split_with_too_few_images_of_a_class_for_a_test_part_is_refused():
+    """By image with a test part: a class of two images gives one to test and one to train, none to validation."""
+    groups, labels = _trials(n_classes=3, images=4, repeats=2)
+    keep = [i for i, g in enumerate(groups) if not g.startswith("c2_") or g in ("c2_0", "c2_1")]
+    groups, labels = [groups[i] for i in keep], [labels[i] for i in keep]
+    data = LabelledEpochs(X=np.zeros((len(labels), 2, 1)), labels=labels, groups=groups, markers=[],
+                          split_unit="image", n_dropped=0, sources=["/data/run-0.fif"],
+                          recording=np.zeros(len(labels), dtype=np.int64))  # fmt: skip
+    plan = plan_split(data, _data(), TrainConfig(test_fraction=0.2))
+    assert plan.name == "by-image"
+    assert plan.parts(labels, val_fraction=0.3, seed=0)  # without a test part every class has two images: fine
+    with pytest.raises(ConfigError) as err:
+        plan.parts(labels, val_fraction=0.3, seed=0, test_fraction=0.2)
+    message = str(err.value)
+    for key in ("[data] split = 'by-image' (the default)", "class 'c2' is not in validation",
+                "'c2' is in only 2 image(s) for 3 parts", "validation 'c0' 2, 'c1' 2, 'c2' 0; test"):  # fmt: skip
+        assert key in message, message
+    assert "seed" not in message.split("epochs per class")[1]  # stratified by class: no seed can help
+
+
+def test_a_recording_split_another_seed_can_cover_says_so():
+    """Recording 0 holds only 'a', the others both classes: held out alone it leaves 'b' out of validation, and
+    since 'b' is in two recordings another seed can cover it: the message says which setting to change."""
+    data = _epochs(3, "abab")
+    data.labels[:4] = ["a"] * 4
+    plan = plan_split(data, _data(split="by-recording"), TrainConfig())
+    names = [f"run-{r}.fif" for r in range(3)]
+    held_out = {seed: names[int(split_whole_groups(names, val_fraction=0.3, seed=seed)[1][0])] for seed in range(8)}
+    bad = next(s for s, name in held_out.items() if name == "run-0.fif")
+    good = next(s for s, name in held_out.items() if name != "run-0.fif")
+    with pytest.raises(ConfigError) as err:
+        plan.parts(data.labels, val_fraction=0.3, seed=bad)
+    message = str(err.value)
+    assert "class 'b' is not in validation (its epochs are all in train (4))" in message, message
+    assert "validation 'a' 4, 'b' 0" in message and "try another seed ([train] seed)" in message, message
+    train, val, _ = plan.parts(data.labels, val_fraction=0.3, seed=good)
+    assert {data.labels[i] for i in val} == {data.labels[i] for i in train} == {"a", "b"}
