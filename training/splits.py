@@ -43,7 +43,7 @@ class SplitOption:
     strict: str
     seed: str
 
-    def set_to(self, value: str) -> str:
+    def set_to(self, value: str | None) -> str:
         return self.setting.format(value)
 
     def choice(self, *values: str) -> str:
