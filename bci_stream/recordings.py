@@ -224,7 +224,8 @@ def _read_mne(path: Path, ext: str, *, event_fields: list[str]) -> Recording:
             values = _eeglab_marker_values(path, values, onsets, sfreq, event_fields)
         markers = [Marker(v, float(t)) for v, t in zip(values, onsets, strict=True)]
         data, gaps = _acquisition_skips(data, raw, onsets, sfreq)
-        markers = [m for m in markers if m.value != ACQ_SKIP]
+        data, gaps, markers = _boundaries(data, gaps, markers, raw, onsets, sfreq, path)
+        markers = [m for m in markers if m.value not in (ACQ_SKIP, BOUNDARY)]
     else:
         if event_fields:
             raise RecordingError(
@@ -247,6 +248,57 @@ def _read_mne(path: Path, ext: str, *, event_fields: list[str]) -> Recording:
 
 #: MNE's annotation for a span the acquisition skipped (FIF): its samples are zeros, not EEG.
 ACQ_SKIP = "BAD_ACQ_SKIP"
+#: EEGLAB's event where data were removed or files joined: the signal jumps there.
+BOUNDARY = "boundary"
+#: s of hole put in at a boundary whose removed duration is unknown: a clear break for the daemon on a replay.
+BOUNDARY_HOLE = 1.0
+
+
+def _boundaries(
+    data: np.ndarray,
+    gaps: tuple[tuple[int, int], ...],
+    markers: list[Marker],
+    raw: Any,
+    onsets: np.ndarray,
+    sfreq: float,
+    path: Path,
+) -> tuple[np.ndarray, tuple[tuple[int, int], ...], list[Marker]]:
+    """Each EEGLAB ``boundary`` becomes a NaN hole of the removed duration (or :data:`BOUNDARY_HOLE`).
+
+    The samples on either side of a boundary were never adjacent: a filter run across it rings and an epoch
+    across it mixes two signals. As a hole it is handled like an amplifier drop-out (filter restart, epochs
+    touching it dropped ``discontinuity``, offline and on a replay); markers after it move with their samples.
+    """
+    inserts = []
+    for onset, duration, what in zip(onsets, raw.annotations.duration, raw.annotations.description, strict=True):
+        at = round(float(onset) * sfreq)
+        if what == BOUNDARY and 0 < at < len(data):
+            removed = float(duration) if np.isfinite(duration) and duration > 0 else BOUNDARY_HOLE
+            inserts.append((at, max(1, round(removed * sfreq))))
+    if not inserts:
+        return data, gaps, markers
+    inserts.sort()
+
+    def shifted(index: int) -> int:  # where an original sample index lands once the holes are in
+        return index + sum(n for at, n in inserts if at <= index)
+
+    pieces, begin = [], 0
+    for at, n in inserts:
+        pieces += [data[begin:at], np.full((n, data.shape[1]), np.nan)]
+        begin = at
+    pieces.append(data[begin:])
+    holes = [(shifted(at) - n, shifted(at)) for at, n in inserts]
+    moved = [(shifted(a), shifted(b - 1) + 1) for a, b in gaps] + holes
+    markers = [Marker(m.value, m.time + (shifted(round(m.time * sfreq)) - round(m.time * sfreq)) / sfreq)
+               for m in markers]  # fmt: skip
+    _log.info(
+        "%s: %d EEGLAB boundary event(s) (data removed or files joined) read as holes (%s): the filter restarts "
+        "after each and epochs touching one are dropped",
+        path,
+        len(holes),
+        ", ".join(f"{(b - a) / sfreq:g} s at {a / sfreq:.3f} s" for a, b in holes[:5]),
+    )
+    return np.concatenate(pieces), tuple(sorted(moved)), markers
 
 
 def _acquisition_skips(

@@ -180,3 +180,34 @@ def test_inspect_names_the_hole(tmp_path: Path, capsys: pytest.CaptureFixture[st
     write_holey_session(path, unique("inspect"))
     assert main(["inspect", str(path)]) == 0
     assert "holes: 1 (2.500 s missing after +1.996 s)" in capsys.readouterr().out
+
+
+def test_an_eeglab_boundary_is_a_hole_and_markers_after_it_keep_their_samples(tmp_path: Path) -> None:
+    """EEGLAB's `boundary` (data removed there, or files joined): the samples on each side were never adjacent.
+    It becomes a NaN hole of the removed duration (0.4 s here; 1 s when unknown), markers after it move with their
+    samples, and an epoch across it is dropped `discontinuity` instead of being cut across the jump."""
+    import mne
+
+    signal = np.random.default_rng(5).standard_normal((len(CHANNELS), int(8 * RATE))) * 1e-5
+    raw = mne.io.RawArray(signal, mne.create_info(CHANNELS, RATE, "eeg"))
+    raw.set_annotations(
+        mne.Annotations(
+            [1.0, 2.95, 3.0, 4.0, 5.0, 6.5], [0, 0, 0.4, 0, 0, 0],
+            ["stim/a/0", "stim/b/1", "boundary", "stim/a/2", "boundary", "stim/b/3"],
+        )
+    )  # fmt: skip
+    path = tmp_path / "joined_raw.fif"
+    raw.save(path)
+    rec = read_recording(path)
+    assert rec.gaps == ((750, 850), (1350, 1600))  # 0.4 s (its removed duration), then 1 s (unknown)
+    assert rec.n_samples == signal.shape[1] + 100 + 250
+    np.testing.assert_allclose(rec.data[rec.recorded()], signal.T, rtol=1e-6)  # every sample kept, in order
+    at = {m.value: m.time for m in rec.markers}
+    assert list(at) == ["stim/a/0", "stim/b/1", "stim/a/2", "stim/b/3"]  # boundaries are holes, not markers
+    assert (at["stim/a/0"], at["stim/b/1"], at["stim/a/2"], at["stim/b/3"]) == pytest.approx((1.0, 2.95, 4.4, 7.9))
+    model = make_linear_model(tmp_path / "m.onnx", channels=CHANNELS, sfreq=RATE, n_times=50, classes=["a", "b"])
+    card = read_card(model)
+    cut = epochs_from_recording(rec, card.input, card.preprocessing, events="^stim/")
+    assert [(d.marker.value, d.reason.value) for d in cut.drops] == [("stim/b/1", "discontinuity")]
+    j = round(6.5 * RATE)  # stim/b/3 after both boundaries: cut from its own samples
+    np.testing.assert_allclose(cut.X[-1], signal.T[j : j + 50], rtol=1e-6)
