@@ -183,13 +183,13 @@ def test_export_rebuilds_the_student(tmp_path, run):
 
 def test_cli_fit_and_export(tmp_path, capsys):
     config = write_config(tmp_path, epochs=1)
-    assert cli_main(["fit", str(config), "--out", str(tmp_path / "c"), "--no-progress"]) == 0
+    assert cli_main(["fit", "--config", str(config), "--out", str(tmp_path / "c"), "--no-progress"]) == 0
     assert json.loads(capsys.readouterr().out)["finished"] is True
     assert cli_main(["export", str(tmp_path / "c")]) == 0
     assert (tmp_path / "c" / "model.onnx").is_file()
     bad = tmp_path / "bad.toml"
     bad.write_text(config.read_text().replace("[train]", "[train]\nepoch = 3"))
-    assert cli_main(["fit", str(bad)]) == 2
+    assert cli_main(["fit", "--config", str(bad)]) == 2
     assert str(bad) in capsys.readouterr().err
 
 
@@ -204,7 +204,7 @@ def test_ddp_two_processes_gloo(tmp_path):
     out = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
-           "-m", "training.cli", "fit", str(config), "--out", str(out), "--no-progress"]  # fmt: skip
+           "-m", "training.cli", "fit", "--config", str(config), "--out", str(out), "--no-progress"]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.loads((out / "metrics.json").read_text())

@@ -86,8 +86,8 @@ def test_cli_sweep_writes_markdown(tmp_path, capsys):
         "[data]\nseconds = 20.0\nn_classes = 2\nimages_per_class = 3\nn_channels = 8\n"
         "[train]\nepochs = 1\n"
     )
-    assert main(["sweep", str(cfg), "--out", str(out)]) == 0
+    assert main(["sweep", "--config", str(cfg), "--out", str(out)]) == 0
     text = out.read_text()
     assert "## KL vs L2" in text and "| l2 |" in text
     assert "KL vs L2" in capsys.readouterr().out
-    assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+    assert main(["sweep", "--config", str(tmp_path / "missing.toml")]) == 2

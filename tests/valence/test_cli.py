@@ -37,16 +37,16 @@ def test_cli_synth_fit_evaluate_export(tmp_path: Path, one_thread: None) -> None
     config = tmp_path / "tiny.toml"
     config.write_text(TINY)
     data = tmp_path / "data"
-    assert main(["--config", str(config), "-q", "synth", "--out", str(data)]) == 0
+    assert main(["-q", "synth", "--config", str(config), "--out", str(data)]) == 0
     assert len(list(data.glob("*.npz"))) == 4
 
     ckpt = tmp_path / "m.pt"
-    assert main(["--config", str(config), "-q", "fit", "--data", str(data), "--out", str(ckpt)]) == 0
-    assert main(["--config", str(config), "-q", "fit", "--synth", "--out", str(tmp_path / "s.pt")]) == 0
-    assert main(["--config", str(config), "-q", "fit", "--data", str(data), "--no-kd", "--out", str(ckpt)]) == 0
+    assert main(["-q", "fit", "--config", str(config), "--data", str(data), "--out", str(ckpt)]) == 0
+    assert main(["-q", "fit", "--config", str(config), "--synth", "--out", str(tmp_path / "s.pt")]) == 0
+    assert main(["-q", "fit", "--config", str(config), "--data", str(data), "--no-kd", "--out", str(ckpt)]) == 0
 
     report, js = tmp_path / "report.md", tmp_path / "report.json"
-    args = ["--config", str(config), "-q", "evaluate", "--data", str(data), "--report", str(report), "--json", str(js)]
+    args = ["-q", "evaluate", "--config", str(config), "--data", str(data), "--report", str(report), "--json", str(js)]
     assert main(args) == 0
     text = report.read_text()
     assert "## trial-level random shuffling (trs, 2 folds)" in text and "## leave-one-subject-out (loso" in text
@@ -56,7 +56,7 @@ def test_cli_synth_fit_evaluate_export(tmp_path: Path, one_thread: None) -> None
     assert set(runs[0]["conditions"]) == {"kd", "no-kd"}
 
     onnx_path = tmp_path / "v.onnx"
-    args = ["--config", str(config), "-q", "export", "--checkpoint", str(ckpt), "--out", str(onnx_path)]
+    args = ["-q", "export", "--config", str(config), "--checkpoint", str(ckpt), "--out", str(onnx_path)]
     assert main([*args, "--metrics", str(js)]) == 0
     card = read_card(onnx_path)
     assert card.name == "valence-tiny" and card.version == "0.0.1" and card.task == "valence"
@@ -72,7 +72,7 @@ def test_cli_reports_bad_input(tmp_path: Path) -> None:
     bad.write_text("[synth]\nsubject = 3\n")
     other = tmp_path / "other.toml"
     other.write_text("[export]\nnmae = 'x'\n")
-    assert main(["--config", str(other), "-q", "fit", "--synth", "--out", str(tmp_path / "m.pt")]) == 2
+    assert main(["-q", "fit", "--config", str(other), "--synth", "--out", str(tmp_path / "m.pt")]) == 2
     try:
         load_config(bad)
     except ValueError as exc:
