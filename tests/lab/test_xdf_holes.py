@@ -20,7 +20,8 @@ from bci_stream.messages import Drop, Prediction
 from bci_stream.pipeline import epochs_from_recording
 from bci_stream.recordings import Recording, crop_recording, read_recording
 from bci_stream.signal import normalize, softmax
-from bci_stream.xdf_writer import XdfWriter, stream_header_xml
+from bci_stream.xdf_writer import XdfWriter
+from tests.lab.xdf_sessions import eeg_header, marker_header
 from tests.support import collect, daemon_config, make_linear_model, playing, running_daemon, unique
 
 RATE = 250.0
@@ -37,31 +38,8 @@ def write_holey_session(path: Path, tag: str) -> dict[str, np.ndarray]:
     times = np.concatenate([np.arange(0.0, HOLE[0], 1 / RATE), np.arange(HOLE[1], END, 1 / RATE)])
     eeg = (np.random.default_rng(7).standard_normal((len(times), len(CHANNELS))) * 20).astype(np.float32)
     with XdfWriter(path) as w:
-        w.add_stream(
-            1,
-            stream_header_xml(
-                name=f"amp-{tag}",
-                type="EEG",
-                channel_count=len(CHANNELS),
-                nominal_srate=RATE,
-                channel_format="float32",
-                source_id=f"amp-{tag}",
-                channels=[{"label": c, "type": "EEG", "unit": "microvolts"} for c in CHANNELS],
-            ),
-            "float32",
-        )
-        w.add_stream(
-            2,
-            stream_header_xml(
-                name=f"stim-{tag}",
-                type="Markers",
-                channel_count=1,
-                nominal_srate=0,
-                channel_format="string",
-                source_id=f"stim-{tag}",
-            ),
-            "string",
-        )
+        w.add_stream(1, eeg_header(f"amp-{tag}", CHANNELS, RATE), "float32")
+        w.add_stream(2, marker_header(f"stim-{tag}"), "string")
         for k in range(0, len(times), 25):
             w.write_samples(1, eeg[k : k + 25], list(t0 + times[k : k + 25]))
         w.write_samples(2, [[f"stim/{'ab'[i % 2]}/{i}"] for i in range(len(STIM))], [t0 + t for t in STIM])

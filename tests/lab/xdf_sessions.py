@@ -17,6 +17,19 @@ HOLE = (2.0, 4.5)  # s into the file: the amplifier dropped out (longer than pyx
 EEG_CLOCK_OFFSET = 0.25  # s: the amplifier's host clock runs this far behind the recorder's
 
 
+def eeg_header(name: str, labels: list[str], rate: float) -> str:
+    """A LabRecorder-like header of a float32 EEG stream in microvolts (source_id = name)."""
+    channels = [{"label": c, "type": "EEG", "unit": "microvolts"} for c in labels]
+    return stream_header_xml(name=name, type="EEG", channel_count=len(labels), nominal_srate=rate,
+                             channel_format="float32", source_id=name, channels=channels)  # fmt: skip
+
+
+def marker_header(name: str) -> str:
+    """A header of a string marker stream (source_id = name)."""
+    return stream_header_xml(name=name, type="Markers", channel_count=1, nominal_srate=0, channel_format="string",
+                             source_id=name)  # fmt: skip
+
+
 def write_session(path: Path, tag: str) -> dict[str, Any]:
     """A 16-channel EEG with a hole, a stimulus marker stream and a response marker stream, like LabRecorder's.
 
