@@ -44,7 +44,8 @@ class RealDataError(BciStreamError):
 class LabelRule:
     """Where a marker's class is: exactly one of ``regex``, ``field`` or ``mapping``.
 
-    ``regex``: named group ``label`` (else group 1, else the whole match). ``field``: an EEGLAB event field,
+    ``regex``: named group ``label`` (a regex without groups: the whole match; groups without one named
+    ``label`` are refused, as the daemon's ``[markers] label`` refuses them). ``field``: an EEGLAB event field,
     read into the marker as ``type/field=value`` (see :func:`bci_stream.recordings.read_recording`).
     ``mapping``: marker value → class name (exact match).
     """
@@ -62,9 +63,17 @@ class LabelRule:
             )
         if self.regex:
             try:
-                re.compile(self.regex)
+                pattern = re.compile(self.regex)
             except re.error as exc:
                 raise RealDataError(f"label regex {self.regex!r} is not a valid regular expression: {exc}") from exc
+            if pattern.groups and "label" not in pattern.groupindex:
+                # The card keeps the rule and the daemon's [markers] label reads the class from the group named
+                # 'label': a rule that works here by group number would score nothing live.
+                named = re.sub(r"(?<!\\)\((?!\?)", "(?P<label>", self.regex, count=1)
+                raise RealDataError(
+                    f"label regex {self.regex!r} has a group but none named 'label'; name the class's group, "
+                    f"e.g. {named!r}, so the daemon reads the same class from the model card"
+                )
 
     @classmethod
     def parse_mapping(cls, text: str) -> LabelRule:
@@ -87,15 +96,13 @@ class LabelRule:
         """A regex with a ``label`` group the daemon's ``[markers] label`` accepts (None for a mapping)."""
         if self.field:
             return rf"(?:^|/){re.escape(self.field)}=(?P<label>[^/]+)"
-        if self.regex and "label" in re.compile(self.regex).groupindex:
-            return self.regex
-        if self.regex:
-            return f"(?P<label>{self.regex})" if not re.compile(self.regex).groups else None
+        if self.regex:  # a named 'label' group, or no group at all (the whole match: __post_init__)
+            return self.regex if re.compile(self.regex).groups else f"(?P<label>{self.regex})"
         return None
 
     @property
     def cut_regex(self) -> str:
-        """A regex whose ``label`` group (else group 1, else the match) is a marker's raw class, for
+        """A regex whose ``label`` group is a marker's raw class, for
         :func:`training.fit.cut_epochs`; for a mapping, the marker values themselves, matched whole."""
         if self.mapping is not None:
             return "^(?P<label>" + "|".join(re.escape(k) for k in self.mapping) + ")$"
@@ -139,9 +146,7 @@ class LabelRule:
         m = pattern.search(value)
         if m is None:
             return None
-        if "label" in pattern.groupindex:
-            return m.group("label")
-        return m.group(1) if pattern.groups else m.group(0)
+        return m.group("label")
 
 
 # --------------------------------------------------------------------------------------------------- window, band

@@ -71,7 +71,16 @@ def test_label_map_names_classes_by_marker_value() -> None:
         LabelRule(regex="x", field="position")
 
 
+def test_a_label_regex_must_name_its_group_as_the_daemon_requires() -> None:
+    """A rule that labels by group number here would score nothing live (the card keeps it; the daemon's
+    [markers] label reads the group named 'label'): refused, with the named spelling to use."""
+    with pytest.raises(RealDataError, match=r"none named 'label'.*'stim/\(\?P<label>face\|house\)'"):
+        LabelRule(regex="stim/(face|house)")
+    assert LabelRule(regex="stim/(?:face|house)").label_of("stim/face") == "stim/face"  # no group: the whole match
+    assert LabelRule(regex="stim/(?P<label>face|house)").label_of("stim/face/3") == "face"
+
+
 def test_a_marker_the_label_rule_cannot_label_is_named(eeglab) -> None:
     with pytest.raises(RealDataError, match=r"marker 'square' .*--label-field"):
-        load_epochs([eeglab], events="^square", rule=LabelRule(regex=r"position=(\d)"), tmin=0.0, tmax=0.4,
+        load_epochs([eeglab], events="^square", rule=LabelRule(regex=r"position=(?P<label>\d)"), tmin=0.0, tmax=0.4,
                     bandpass=(1.0, 40.0))  # fmt: skip
