@@ -25,17 +25,19 @@ import numpy as np
 import zmq
 
 from .card import read_card
+from .cli_common import HelpFormatter
 from .signal import normalize
 
 _POLL_S = 0.001  # the loop's polling period: mne-lsl's own default acquisition delay
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bci_stream.bench_mnelsl", description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, required=True)
-    p.add_argument("--eeg-source-id", required=True)
-    p.add_argument("--markers-source-id", required=True)
-    p.add_argument("--endpoint", required=True)
+    p = argparse.ArgumentParser(prog="python -m bci_stream.bench_mnelsl", description=__doc__.splitlines()[0],
+                                formatter_class=HelpFormatter)  # fmt: skip
+    p.add_argument("--model", type=Path, required=True, help="ONNX model with a bci-stream card")
+    p.add_argument("--eeg-source-id", required=True, help="source_id of the EEG stream to read")
+    p.add_argument("--markers-source-id", required=True, help="source_id of the marker stream to read")
+    p.add_argument("--endpoint", required=True, help="ZeroMQ PUB endpoint for the predictions")
     args = p.parse_args(argv)
 
     import onnxruntime as ort

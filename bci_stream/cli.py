@@ -286,23 +286,30 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=SubcommandParser)
 
     run = sub.add_parser("run", help="serve a model on live LSL streams, publish over ZeroMQ")
-    run.add_argument("--config", type=Path, default=None, help="daemon TOML config (default: built-in defaults)")
+    run.add_argument("--config", type=Path, default=None, help="daemon TOML config (default: the built-in settings)")
     run.add_argument("--model", type=Path, help="ONNX model with a bci-stream card (overrides [model] path)")
     run.add_argument("--valence-model", type=Path, help="band-power valence model (overrides [model] valence)")
     run.add_argument("--classes", type=Path, help="class table .npz of an embedding model (overrides [model] classes)")
-    run.add_argument("--provider", choices=["auto", "cuda", "cpu"], help="ONNX Runtime provider (default auto)")
+    run.add_argument(
+        "--provider",
+        choices=["auto", "cuda", "cpu"],
+        help="ONNX Runtime provider (default: [model] provider, else auto)",
+    )
     run.add_argument("--eeg-name", help="EEG stream name (overrides [eeg] name)")
     run.add_argument("--eeg-source-id", help="EEG stream source_id (overrides [eeg] source_id)")
     run.add_argument("--markers-name", help="marker stream name (overrides [markers] name)")
     run.add_argument("--markers-source-id", help="marker stream source_id (overrides [markers] source_id)")
-    run.add_argument("--endpoint", help="ZeroMQ PUB endpoint (default tcp://127.0.0.1:5556)")
+    run.add_argument("--endpoint", help="ZeroMQ PUB endpoint (default: [publish] endpoint, else tcp://127.0.0.1:5556)")
     run.add_argument("--log", type=Path, help="also write every message to this JSON-lines file")
-    run.add_argument("--wait", type=float, help="seconds to wait for the streams (default 30)")
+    run.add_argument(
+        "--wait", type=float, help="seconds to wait for the streams to appear (default: [runtime] wait, else 30)"
+    )
     run.add_argument(
         "--until-idle",
         type=float,
         metavar="S",
-        help="stop (exit 0, every marker answered) after S s without EEG, e.g. when a replay ends",
+        help="stop (exit 0, every marker answered) after S s without EEG, e.g. when a replay ends "
+        "(default: [runtime] until_idle, else never)",
     )
     run.add_argument(
         "--insecure", action="store_true", help="allow a non-loopback endpoint without CURVE keys (warned in status)"
@@ -321,21 +328,33 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("file", type=Path, help="FIF, EDF/BDF, BrainVision (.vhdr), EEGLAB (.set) or XDF file")
     rp.add_argument("--name", help="EEG stream name (default: the file's stem); markers are NAME-markers")
     rp.add_argument("--source-id", help="LSL source_id (default: derived from the file)")
-    rp.add_argument("--speed", type=float, default=1.0, help="play X times faster than real time (default 1)")
+    rp.add_argument("--speed", type=float, default=1.0, help="playback rate: X times real time (2 = twice as fast)")
     rp.add_argument("--loop", action="store_true", help="start again at the end, timestamps continuing")
-    rp.add_argument("--chunk", type=int, help="samples per push (default about 20 ms)")
+    rp.add_argument("--chunk", type=int, help="samples per push (default: about 20 ms of samples)")
     rp.add_argument(
-        "--wait-consumers", type=float, default=0.0, metavar="S", help="wait up to S s for inlets before playing"
+        "--wait-consumers",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait up to S s for inlets before playing (0: start at once)",
     )
-    rp.add_argument("--event-fields", nargs="+", help="EEGLAB event fields to append to markers (e.g. position)")
+    rp.add_argument(
+        "--event-fields", nargs="+", metavar="FIELD", help="EEGLAB event fields to append to markers (e.g. position)"
+    )
     rp.add_argument("--streams", nargs="+", metavar="NAME", help="XDF: replay only these streams (default: all)")
-    rp.add_argument("--start", type=float, default=0.0, metavar="S", help="begin S seconds into the file (default 0)")
-    rp.add_argument("--duration", type=float, metavar="S", help="play only S seconds (default: to the end)")
+    rp.add_argument("--start", type=float, default=0.0, metavar="S", help="begin S s into the file")
+    rp.add_argument("--duration", type=float, metavar="S", help="play only S s (default: to the end)")
     rp.set_defaults(func=cmd_replay)
 
     ls = sub.add_parser("listen", help="print the daemon's messages, one readable line each")
-    ls.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
-    ls.add_argument("--topics", nargs="+", default=["prediction", "drop", "valence", "status"])
+    ls.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="the daemon's ZeroMQ PUB endpoint")
+    ls.add_argument(
+        "--topics",
+        nargs="+",
+        default=["prediction", "drop", "valence", "status"],
+        metavar="TOPIC",
+        help="topics to subscribe to (see `bci-stream schema`)",
+    )
     ls.add_argument("--json", action="store_true", help="print raw JSON payloads")
     ls.add_argument(
         "--valence-range",
@@ -346,57 +365,96 @@ def build_parser() -> argparse.ArgumentParser:
         help="ends of the valence bar (default: the range in --valence-model's card, else grown to fit the values)",
     )
     ls.add_argument("--valence-model", type=Path, help="the valence model served: its card gives the bar's range")
-    ls.add_argument("--count", type=int, default=0, help="stop after N messages")
-    ls.add_argument("--timeout", type=float, default=0.0, help="give up after S s without a message (0: never)")
+    ls.add_argument("--count", type=int, default=0, metavar="N", help="stop after N messages (0: never)")
+    ls.add_argument(
+        "--timeout", type=float, default=0.0, metavar="S", help="give up after S s without a message (0: never)"
+    )
     ls.add_argument("--curve-client-key", type=Path, help="your NAME.key_secret from `bci-stream keys` (CURVE)")
     ls.add_argument("--curve-server-key", type=Path, help="the daemon's server.key from `bci-stream keys` (CURVE)")
     ls.set_defaults(func=cmd_listen)
 
     ky = sub.add_parser("keys", help="make CURVE key pairs: one for the daemon, one per client")
     ky.add_argument("--out", type=Path, required=True, help="folder for the keys (made with mode 0700)")
-    ky.add_argument("--clients", nargs="+", default=["client"], metavar="NAME", help="client names (default: client)")
+    ky.add_argument(
+        "--clients",
+        nargs="+",
+        default=["client"],
+        metavar="NAME",
+        help="client names: one key pair each (clients/NAME.key_secret)",
+    )
     ky.set_defaults(func=cmd_keys)
 
     sc = sub.add_parser("schema", help="write the JSON Schema of every topic's payload")
-    sc.add_argument("--out", type=Path, default=Path("bci_stream/schemas"), help="folder (default bci_stream/schemas)")
+    sc.add_argument(
+        "--out", type=Path, default=Path("bci_stream/schemas"), help="folder for the TOPIC.schema.json files"
+    )
     sc.set_defaults(func=cmd_schema)
 
     dm = sub.add_parser("demo", help="replay a recording through the daemon and show predictions")
-    dm.add_argument("--recording", type=Path, default=Path("build/demo.fif"))
-    dm.add_argument("--model", type=Path, default=Path("exported/cogninet-synth.onnx"))
-    dm.add_argument("--config", type=Path, default=Path("configs/daemon.toml"))
+    dm.add_argument(
+        "--recording",
+        type=Path,
+        default=Path("build/demo.fif"),
+        help="recording to replay (write one with `bci-train synth`)",
+    )
+    dm.add_argument("--model", type=Path, default=Path("exported/cogninet-synth.onnx"), help="ONNX model to serve")
+    dm.add_argument(
+        "--config",
+        type=Path,
+        default=Path("configs/daemon.toml"),
+        help="daemon TOML config (built-in settings if the file is missing)",
+    )
     dm.add_argument("--valence-model", type=Path, help="also serve this band-power valence model")
-    dm.add_argument("--speed", type=float, default=1.0)
-    dm.add_argument("--timeout", type=float, default=300.0, help="give up after S s")
+    dm.add_argument("--speed", type=float, default=1.0, help="replay rate: X times real time (2 = twice as fast)")
+    dm.add_argument("--timeout", type=float, default=300.0, metavar="S", help="give up after S s")
     dm.add_argument("--offline-accuracy", action="store_true",
                     help="also score the model on the recording cut offline (offline_accuracy= in the summary)")  # fmt: skip
     dm.add_argument("--event-fields", nargs="+", default=None, metavar="FIELD",
                     help="EEGLAB: event fields to read into the markers of the replay and the offline cut (e.g. "
-                         "position); default: the fields the model card names (input.event_fields), for a .set recording")  # fmt: skip
+                         "position) (default: the fields the model card names, input.event_fields, for a .set recording)")  # fmt: skip
     dm.set_defaults(func=cmd_demo)
 
     ins = sub.add_parser("inspect", help="show a model card, a recording's contents, or the LSL streams")
     ins.add_argument("path", nargs="?", help=".onnx model or recording file; omit to list LSL streams")
     ins.add_argument("--streams", action="store_true", help="list visible LSL streams")
-    ins.add_argument("--wait", type=float, default=2.0, help="seconds to look for streams")
-    ins.add_argument("--event-fields", nargs="+")
+    ins.add_argument("--wait", type=float, default=2.0, help="seconds to look for LSL streams")
+    ins.add_argument(
+        "--event-fields",
+        nargs="+",
+        metavar="FIELD",
+        help="EEGLAB: event fields to read into the markers (e.g. position)",
+    )
     ins.add_argument("--json", action="store_true", help="models: print the whole card as JSON")
     ins.set_defaults(func=cmd_inspect)
 
     bn = sub.add_parser("bench", help="measure inference time and the daemon's added latency on this machine")
     bn.add_argument("model", type=Path, nargs="?", default=Path("exported/cogninet-synth.onnx"), help="ONNX model")
     bn.add_argument("--model", type=Path, dest="legacy_model", help=argparse.SUPPRESS)  # deprecated spelling
-    bn.add_argument("--repeats", type=int, default=100)
-    bn.add_argument("--batch", type=int, nargs="+", default=[1, 8, 32])
+    bn.add_argument("--repeats", type=int, default=100, help="timed inference runs per batch size")
+    bn.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[1, 8, 32],
+        metavar="N",
+        help="batch sizes (epochs per inference) to time",
+    )
     bn.add_argument("--out", type=Path, help="write results as JSON here")
     bn.add_argument("--config", type=Path, help="daemon TOML config for the live runs (e.g. other [model] tuning)")
-    bn.add_argument("--seconds", type=float, default=20.0, help="length of each live replay (default 20)")
-    bn.add_argument("--rates", type=float, nargs="+", default=[2.0, 50.0], help="markers per second (default 2 50)")
+    bn.add_argument("--seconds", type=float, default=20.0, help="length of each live replay (s)")
+    bn.add_argument(
+        "--rates",
+        type=float,
+        nargs="+",
+        default=[2.0, 50.0],
+        metavar="HZ",
+        help="marker rates of the live replays (markers per s, one replay each)",
+    )
     bn.add_argument("--minutes", type=float, help="soak: each live replay lasts this many minutes (RSS start/end)")
     bn.add_argument(
         "--aligned",
         action="store_true",
-        help="end every window with a chunk (the processing floor); default: onsets random within a chunk",
+        help="end every window with a chunk (the processing floor; without it onsets fall at random within a chunk)",
     )
     bn.add_argument(
         "--baseline",
@@ -414,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--endpoint", default="tcp://127.0.0.1:5556", help="the daemon's ZeroMQ endpoint")
     db.add_argument("--port", type=int, default=8080, help="HTTP port on 127.0.0.1 (0: any free port)")
     db.add_argument("--model", type=Path, help="the model served: its card is summarised on the page")
-    db.add_argument("--history", type=int, default=20, help="predictions listed on the page")
+    db.add_argument("--history", type=int, default=20, help="number of latest predictions listed on the page")
     db.set_defaults(func=cmd_dashboard)
     return parser
 

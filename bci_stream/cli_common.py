@@ -21,18 +21,35 @@ LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: X)`` for every option with a meaningful default, also for options without help text."""
+    """The one help style: every option has a one-line help, and the formatter appends ``(default: X)`` once.
+
+    Help texts never state a default the formatter prints. A default of None, False or SUPPRESS, and a flag's
+    (``-v``, ``--json``), prints nothing ("(default: None)" says nothing): where None stands for something (a
+    config value, "all", "never"), the help says so itself, as ``(default: ...)``. Zero is a real default and
+    shown (``0 in (None, False)`` is true, so the test is by identity). A list default prints as it is typed:
+    ``(default: 2.0 50.0)``. Units go into the help text (s, Hz, µV, samples).
+    """
 
     def _format_action(self, action: argparse.Action) -> str:
-        if action.help is None and action.default not in (None, False, argparse.SUPPRESS) and action.option_strings:
+        if action.help is None and _shows_default(action) and action.option_strings:
             action = copy.copy(action)
             action.help = "(default: %(default)s)"
+        if isinstance(action.default, (list, tuple)) and _shows_default(action):
+            action = copy.copy(action)
+            action.default = " ".join(map(str, action.default))
         return super()._format_action(action)
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False):  # "(default: None)" says nothing
+        if not _shows_default(action):
             return action.help
         return super()._get_help_string(action)
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    """False for None/False/SUPPRESS defaults and for flags (``-v``, ``--json``: no value, nothing to show)."""
+    if action.nargs == 0 or action.default is None or action.default is False:
+        return False
+    return action.default != argparse.SUPPRESS
 
 
 def verbosity_parser(top: bool = False) -> argparse.ArgumentParser:

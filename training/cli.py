@@ -299,25 +299,26 @@ def _add_embedding_commands(sub: Any) -> None:
     from .zoo.embedding import EMBEDDERS
 
     p = sub.add_parser("zeroshot", help="zero-shot retrieval of held-out classes (planted synthetic embeddings)")
-    p.add_argument("--encoder", choices=sorted(EMBEDDERS), default="nice")
-    p.add_argument("--objective", choices=["infonce", "hinge"], nargs="+", default=["infonce", "hinge"])
-    p.add_argument("--epochs", type=int, default=15)
-    p.add_argument("--lr", type=_positive_float, default=3e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--permutations", type=int, default=1000)
+    p.add_argument("--encoder", choices=sorted(EMBEDDERS), default="nice", help="EEG encoder to train")
+    p.add_argument("--objective", choices=["infonce", "hinge"], nargs="+", default=["infonce", "hinge"],
+                   help="training objectives, one model each")  # fmt: skip
+    p.add_argument("--epochs", type=int, default=15, help="training epochs (best on the validation classes kept)")
+    p.add_argument("--lr", type=_positive_float, default=3e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic world and the training")
+    p.add_argument("--permutations", type=int, default=1000, help="label permutations for the top-1 p-value")
     p.add_argument("--out", type=Path, default=None, help="folder for the models, table.npz and zeroshot.md")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of the table")
     p.set_defaults(func=_cmd_zeroshot)
 
     p = sub.add_parser("maps", help="channel-importance scalp maps (PNG + CSV) of an exported model")
     p.add_argument("model", type=Path, help="an .onnx model with its card")
-    p.add_argument("--recording", type=Path, nargs="+", required=True)
+    p.add_argument("--recording", type=Path, nargs="+", required=True, help="recordings to cut epochs from")
     p.add_argument("--out", type=Path, required=True, help="output folder (maps.png, importance.csv)")
     p.add_argument("--classes", type=Path, default=None, help="class table .npz for an embedding model")
-    p.add_argument("--events", default=DEFAULT_EVENTS)
-    p.add_argument("--label-regex", default=DEFAULT_LABEL_REGEX)
+    p.add_argument("--events", default=DEFAULT_EVENTS, help="marker regex (re.search) that gets an epoch")
+    p.add_argument("--label-regex", default=DEFAULT_LABEL_REGEX, help="regex whose group 'label' is the class")
     p.add_argument("--windows", type=int, default=3, help="time windows per epoch")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise that replaces a channel")
     p.set_defaults(func=_cmd_maps)
 
     p = sub.add_parser("image-embeddings",
@@ -325,9 +326,11 @@ def _add_embedding_commands(sub: Any) -> None:
     p.add_argument("encoder", type=Path, help="ONNX image encoder: float32 (batch, 3, H, W) in [0, 1] → (batch, dim)")
     p.add_argument("--images", type=Path, required=True, help=".npz of image id → HxWx3 uint8, or a folder of ID.png")
     p.add_argument("--out", type=Path, required=True, help="the .npz to write (images, embeddings; L2-normalised)")
-    p.add_argument("--cache-dir", type=Path, default=None, help="default ~/.cache/bci-stream/image-embeddings")
+    p.add_argument(
+        "--cache-dir", type=Path, default=None, help="cache folder (default: ~/.cache/bci-stream/image-embeddings)"
+    )
     p.add_argument("--no-cache", action="store_true", help="encode again and keep no cached copy")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=32, help="images per encoder call")
     p.set_defaults(func=_cmd_image_embeddings)
 
 
@@ -352,12 +355,14 @@ def _add_data_commands(sub: Any) -> None:
 
     p = sub.add_parser("synth", help="write a synthetic 128-channel recording (.fif) and its teacher (.teacher.npz)")
     p.add_argument("--out", required=True, type=Path, help="output .fif (the teacher goes beside it)")
-    p.add_argument("--seconds", type=_positive_float, default=60.0)
+    p.add_argument("--seconds", type=_positive_float, default=60.0, help="recording length (s, at 1 kHz)")
     p.add_argument("--seed", type=int, default=0, help="session seed (noise, stimulus order)")
-    p.add_argument("--classes", type=int, default=8, help="number of classes, 2-40 (default 8)")
+    p.add_argument("--classes", type=int, default=8, help="number of classes, 2-40")
     p.add_argument("--subject", type=int, default=1, help="subject id (gain, latency, alpha frequency)")
-    p.add_argument("--images-per-class", type=int, default=8)
-    p.add_argument("--evoked-uv", type=_positive_float, default=None, help="class-specific evoked amplitude (µV)")
+    p.add_argument("--images-per-class", type=int, default=8, help="distinct stimulus images per class")
+    p.add_argument(
+        "--evoked-uv", type=_positive_float, default=None, help="class-specific evoked amplitude (µV) (default: 20)"
+    )
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("distil", help="train a student on recordings (KD from a precomputed teacher) and export it")
@@ -365,23 +370,34 @@ def _add_data_commands(sub: Any) -> None:
     p.add_argument("--teacher", type=Path, default=None, help="teacher .npz; without it plain cross-entropy")
     p.add_argument("--out", required=True, type=Path, help="output .onnx")
     p.add_argument("--name", default=None, help="model name in the card (default: the file's stem)")
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--events", default=DEFAULT_EVENTS, help=f"marker regex (default {DEFAULT_EVENTS!r})")
-    p.add_argument("--label-regex", default=DEFAULT_LABEL_REGEX)
-    p.add_argument("--image-regex", default=DEFAULT_IMAGE_REGEX, help="'' for no image ids (see --split)")
-    p.add_argument("--tmin", type=float, default=0.04)
-    p.add_argument("--n-times", type=int, default=440)
+    p.add_argument("--epochs", type=int, default=6, help="training epochs")
+    p.add_argument("--seed", type=int, default=0, help="one seed for split, initialisation and batch order")
+    p.add_argument("--events", default=DEFAULT_EVENTS, help="marker regex (re.search) that gets an epoch")
+    p.add_argument("--label-regex", default=DEFAULT_LABEL_REGEX, help="regex whose group 'label' is the class")
+    p.add_argument(
+        "--image-regex",
+        default=DEFAULT_IMAGE_REGEX,
+        help="regex whose group 'image' is the image id (the split unit); '' for none (see --split)",
+    )
+    p.add_argument("--tmin", type=float, default=0.04, help="epoch start after the marker (s)")
+    p.add_argument("--n-times", type=int, default=440,
+                   help="epoch length in samples at the recording's rate (440 = 0.44 s at 1 kHz); see --tmax")  # fmt: skip
     p.add_argument("--bandpass", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                   help="causal band in Hz (default 5-95, capped below the recording's Nyquist)")  # fmt: skip
-    p.add_argument("--notch", type=float, default=50.0, help="line frequency; 0 for none")
-    p.add_argument("--temperature", type=_positive_float, default=5.0)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--lr", type=_positive_float, default=1e-3)
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--pooling", choices=("mean", "last"), default="mean")
-    p.add_argument("--val-fraction", type=float, default=0.3)
+                   help="causal band in Hz (default: 5-95, capped below the recording's Nyquist)")  # fmt: skip
+    p.add_argument("--notch", type=float, default=50.0, help="line frequency (Hz); 0 for none")
+    p.add_argument(
+        "--temperature", type=_positive_float, default=5.0, help="KD softmax temperature T (loss (T²/2)·KL + CE)"
+    )
+    p.add_argument("--batch-size", type=int, default=32, help="epochs (trials) per training batch")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--hidden", type=int, default=128, help="hidden units per recurrent layer of the student")
+    p.add_argument("--layers", type=int, default=2, help="recurrent layers of the student")
+    p.add_argument(
+        "--pooling", choices=("mean", "last"), default="mean", help="student output over time: mean or last step"
+    )
+    p.add_argument(
+        "--val-fraction", type=float, default=0.3, help="share of each class's images held out for validation"
+    )
     from .real_cli import add_crossval_parser, add_distil_options
 
     add_distil_options(p)
@@ -389,7 +405,7 @@ def _add_data_commands(sub: Any) -> None:
     add_crossval_parser(sub)
 
     p = sub.add_parser("models", help="rebuild the shipped students in exported/ deterministically")
-    p.add_argument("--out-dir", type=Path, default=Path("exported"))
+    p.add_argument("--out-dir", type=Path, default=Path("exported"), help="folder for the .onnx models and cards")
     p.set_defaults(func=_cmd_models)
 
     p = sub.add_parser("bench", help="per-epoch inference time, ONNX Runtime vs PyTorch eager (batch 1)")
@@ -414,10 +430,15 @@ def _add_run_commands(sub: Any) -> None:
 
     p = sub.add_parser("export", help="export a run's best model to ONNX with its card (parity checked)")
     p.add_argument("run", type=Path, help="run folder (card.json + model.pt)")
-    p.add_argument("--out", type=Path, default=None, help="output .onnx (default RUN/model.onnx)")
+    p.add_argument("--out", type=Path, default=None, help="output .onnx (default: RUN/model.onnx)")
     p.add_argument("--quantize", action="store_true", help="also write NAME.int8.onnx if it agrees on --held-out")
     p.add_argument("--held-out", type=Path, nargs="+", metavar="REC", help="held-out recordings for --quantize")
-    p.add_argument("--min-agreement", type=float, default=0.98, help="int8 vs float top-1 agreement (default 0.98)")
+    p.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.98,
+        help="least int8 vs float top-1 agreement (0-1) to keep the int8 model",
+    )
     p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser(
@@ -431,7 +452,7 @@ def _add_run_commands(sub: Any) -> None:
     p.add_argument("--split", type=int, default=0, help="which split of --splits gives the test set")
     p.add_argument("--logits", type=Path, help=".npy logits of a model for the test trials (else probes only)")
     p.add_argument("--tmin-samples", type=int, default=40, help="samples dropped after onset (20 or 40)")
-    p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default runs/evaluate.md)")
+    p.add_argument("--report", type=Path, default=None, help="--eeg-imagenet report (default: runs/evaluate.md)")
     p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value (>= 1000)")
     p.add_argument("--loso", action="store_true", help="RUN: also retrain leaving one subject out at a time")
     p.add_argument("--json", action="store_true", help="print the headline numbers as JSON only")
@@ -450,15 +471,15 @@ def _add_study_commands(sub: Any) -> None:
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("unseen", help="unseen classes: unsupervised-KD features, SVM/kNN/RF, excerpt voting")
-    p.add_argument("--classes", type=int, default=6)
+    p.add_argument("--classes", type=int, default=6, help="classes in the synthetic session")
     p.add_argument("--unseen", type=int, default=2, help="held-out classes (the last ones)")
-    p.add_argument("--seconds", type=_positive_float, default=120.0)
+    p.add_argument("--seconds", type=_positive_float, default=120.0, help="session length (s, at 1 kHz)")
     p.add_argument("--shots", type=int, default=5, help="labelled epochs per unseen class")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=20, help="student training epochs")
     p.add_argument("--channels", type=int, default=16, help="posterior channels (0: all 128)")
-    p.add_argument("--evoked-uv", type=_positive_float, default=20.0)
-    p.add_argument("--session-seed", type=int, default=0)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--evoked-uv", type=_positive_float, default=20.0, help="class-specific evoked amplitude (µV)")
+    p.add_argument("--session-seed", type=int, default=0, help="seed of the synthetic session")
+    p.add_argument("--seed", type=int, default=0, help="seed of the training and the classifiers")
     p.add_argument("--out", type=Path, default=None, help="also write the table (Markdown)")
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     p.set_defaults(func=_cmd_unseen)

@@ -94,7 +94,7 @@ def add_crossval_parser(sub: Any) -> None:
     label.add_argument("--label", help="regex whose group 'label' (or group 1) is the class, e.g. 'stim/(face|house)'")
     label.add_argument("--label-field", help="EEGLAB event field holding the class, e.g. position")
     label.add_argument("--label-map", help="marker value to class, e.g. '1=house,2=face'")
-    p.add_argument("--split", choices=SPLITS, default="by-recording")
+    p.add_argument("--split", choices=SPLITS, default="by-recording", help="the unit train and test folds never share")
     p.add_argument("--folds", type=int, default=5, help="k for by-block and shuffled splits")
     p.add_argument("--students", default="eegnet,shallow-fbcsp",
                    help="comma-separated students, each NAME[+aug][+bal] ('' for none)")  # fmt: skip
@@ -103,15 +103,15 @@ def add_crossval_parser(sub: Any) -> None:
     p.add_argument("--tmax", type=float, default=0.8, help="epoch end after the marker (s)")
     p.add_argument("--channels", default=None, help="comma-separated channel subset (default: every EEG channel)")
     p.add_argument("--bandpass", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                   help="causal band (Hz); default 1-30, capped below Nyquist")  # fmt: skip
+                   help="causal band (Hz) (default: 1-30, capped below Nyquist)")  # fmt: skip
     p.add_argument("--notch", type=float, default=0.0, help="line frequency (Hz); 0 for none")
     p.add_argument("--reject-uv", type=float, default=None,
-                   help="drop training-fold epochs with peak-to-peak >= this (µV); test epochs are all kept")  # fmt: skip
+                   help="drop training-fold epochs with peak-to-peak >= this (µV); test epochs are all kept (default: none dropped)")  # fmt: skip
     p.add_argument("--epochs", type=int, default=20, help="training epochs per fold (fixed; no selection)")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--permutations", type=int, default=1000, help="label permutations for p")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--batch-size", type=int, default=32, help="epochs (trials) per training batch")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds, initialisation and batch order")
+    p.add_argument("--permutations", type=int, default=1000, help="label permutations for the p-value")
     p.add_argument("--strict", action="store_true", help="refuse (exit 2) when recordings/epochs leak across folds")
     p.add_argument("--out", required=True, type=Path, help="folder for results.json, report.md, folds.png")
     p.add_argument("--export", type=Path, default=None, help="also train the best student on all data, export here")
@@ -140,8 +140,8 @@ def add_distil_options(p: argparse.ArgumentParser) -> None:
     from .splits import SPLITS
 
     p.add_argument("--split", choices=SPLITS, default=None,
-                   help="the unit train and validation never share; default: by-image when markers carry image ids, "
-                        "else by-recording (3+ recordings) or by-block; by-trial is leaky (warned, recorded)")  # fmt: skip
+                   help="the unit train and validation never share; by-trial is leaky (warned, recorded) (default: by-image "
+                        "when markers carry image ids, else by-recording with 3+ recordings, else by-block)")  # fmt: skip
 
 
 def distil_arguments(args: argparse.Namespace, default_label_regex: str) -> dict[str, Any]:

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bci_stream.cli_common import HelpFormatter
+
 DEFAULT_PATH = Path("/work/shared/data/eeglab/test_raw.set")
 
 
@@ -219,14 +221,16 @@ def table(r: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--path", type=Path, default=DEFAULT_PATH)
-    ap.add_argument("--out", type=Path, default=Path("runs/eeglab_blocks.md"))
-    ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--repeats", type=int, default=2, help="seeded fold draws (default 2, to stay within minutes)")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=HelpFormatter)
+    ap.add_argument("--path", type=Path, default=DEFAULT_PATH, help="the EEGLAB test recording (.set)")
+    ap.add_argument("--out", type=Path, default=Path("runs/eeglab_blocks.md"), help="Markdown table to write")
+    ap.add_argument("--folds", type=int, default=5, help="k of both k-fold schemes")
+    ap.add_argument("--repeats", type=int, default=2, help="seeded fold draws (few, to stay within minutes)")
     ap.add_argument("--blstm-epochs", type=int, default=30, help="training epochs of every student")
-    ap.add_argument("--students", nargs="+", default=None, help="student names (default: all registered)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--students", nargs="+", default=None, metavar="NAME", help="student names (default: all registered)"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="base seed of the fold draws and the training")
     args = ap.parse_args(argv)
     text = table(
         run(

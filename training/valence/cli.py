@@ -281,12 +281,12 @@ def _subcommands(vp: argparse.ArgumentParser) -> None:
     p = sub.add_parser("synth", help="write synthetic trials (.npz per trial)")
     common(p)
     p.add_argument("--out", type=Path, required=True, help="folder of per-trial .npz files")
-    p.add_argument("--subjects", type=int, help="overrides [synth] subjects")
+    p.add_argument("--subjects", type=int, help="number of subjects (overrides [synth] subjects)")
     p.add_argument("--trials", type=int, help="trials per subject (overrides [synth] trials)")
-    p.add_argument("--seconds", type=float, help="per trial (overrides [synth] seconds)")
-    p.add_argument("--sfreq", type=float, help="Hz (overrides [synth] sfreq)")
+    p.add_argument("--seconds", type=float, help="trial length in s (overrides [synth] seconds)")
+    p.add_argument("--sfreq", type=float, help="sampling rate in Hz (overrides [synth] sfreq)")
     p.add_argument("--channels", choices=["deap", "biosemi32"], help="channel set (overrides [synth] channels)")
-    p.add_argument("--seed", type=int, help="overrides [synth] seed")
+    p.add_argument("--seed", type=int, help="seed of the synthetic data (overrides [synth] seed)")
     p.set_defaults(valence_func=cmd_synth)
 
     def fit_args(q: argparse.ArgumentParser) -> None:
