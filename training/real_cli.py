@@ -91,7 +91,9 @@ def add_crossval_parser(sub: Any) -> None:
     p.add_argument("--recordings", required=True, nargs="+", type=Path, help="recording files (.fif .set .xdf ...)")
     p.add_argument("--events", default="^stim/", help="marker regex (re.search) that gets an epoch")
     label = p.add_mutually_exclusive_group(required=True)
-    label.add_argument("--label", help="regex whose group 'label' (or group 1) is the class, e.g. 'stim/(face|house)'")
+    label.add_argument(
+        "--label", help="regex whose group named 'label' is the class, e.g. 'stim/(?P<label>face|house)'"
+    )
     label.add_argument("--label-field", help="EEGLAB event field holding the class, e.g. position")
     label.add_argument("--label-map", help="marker value to class, e.g. '1=house,2=face'")
     p.add_argument("--split", choices=SPLITS, default="by-recording", help="the unit train and test folds never share")
