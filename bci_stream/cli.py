@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_common import HelpFormatter, SubcommandParser, warn_deprecated
-from .errors import BciStreamError, StreamNotFoundError
+from .errors import BciStreamError, RecordingError, StreamNotFoundError
 
 log = logging.getLogger("bci_stream")
 
@@ -219,7 +219,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(f"{path}: {len(xdf_streams)} stream{'s' if len(xdf_streams) != 1 else ''}")
         print("\n".join(describe_xdf(xdf_streams)))
         return 0
-    from .recordings import read_recording
+    from .recordings import eeglab_event_fields, read_recording
 
     rec = read_recording(path, event_fields=args.event_fields)
     values: dict[str, int] = {}
@@ -230,6 +230,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"markers: {len(rec.markers)} ({len(values)} distinct)")
     for value, n in sorted(values.items(), key=lambda kv: -kv[1])[:20]:
         print(f"  {n:5d}  {value}")
+    if path.name.lower().endswith(".set"):  # EEGLAB: the fields that --event-fields can append to the markers
+        try:
+            fields = eeglab_event_fields(path)
+        except RecordingError as exc:  # a MATLAB v7.3 file: MNE reads its data, scipy not its events
+            print(f"event fields: not listed ({exc})")
+        else:
+            shown = f" (in the markers now: {', '.join(args.event_fields)})" if args.event_fields else ""
+            print(
+                f"event fields: {', '.join(fields) or 'none'}{shown}; "
+                "--event-fields FIELD [FIELD ...] reads them into the markers (type/FIELD=value)"
+            )
     return 0
 
 

@@ -119,10 +119,26 @@ def _names(items: list[str], first: int = 6) -> str:
     return shown + (f", … (+{len(items) - first})" if len(items) > first else "")
 
 
+def _crossval_line(crossval: Any) -> str | None:
+    """``bci-train crossval``/``fit`` cards: the pooled cross-validated accuracy with its split, folds, chance and p."""
+    if not isinstance(crossval, dict) or not isinstance(crossval.get("accuracy"), int | float):
+        return None
+    folds = crossval.get("folds")
+    how = [f"{len(folds)} folds" if isinstance(folds, list) and folds else "", f"split {crossval.get('split') or '?'}"]
+    parts = [f"cross-validated accuracy {crossval['accuracy']:.3f} ({', '.join(x for x in how if x)})"]
+    if isinstance(crossval.get("n_trials"), int):
+        parts.append(f"n={crossval['n_trials']}")
+    if isinstance(crossval.get("chance"), int | float):
+        parts.append(f"chance {crossval['chance']:.3f}")
+    if isinstance(crossval.get("p_value"), int | float):
+        parts.append(f"permutation p {crossval['p_value']:.3g}")
+    return ", ".join(parts)
+
+
 def _accuracy_line(provenance: dict[str, Any]) -> str | None:
     metrics = provenance.get("metrics")
     if not isinstance(metrics, dict):
-        return None
+        return _crossval_line(provenance.get("crossval"))
     split = provenance.get("split")
     for key in ("test_accuracy", "val_accuracy", "accuracy"):
         if isinstance(metrics.get(key), int | float):
@@ -140,7 +156,29 @@ def _accuracy_line(provenance: dict[str, Any]) -> str | None:
     numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
     if numbers:
         return ", ".join(f"{k} {v:.3g}" for k, v in list(numbers.items())[:6]) + (f", split {split}" if split else "")
-    return None
+    return _crossval_line(provenance.get("crossval"))
+
+
+def _common_start(texts: list[str]) -> str:
+    """The longest start that every text shares, character by character."""
+    first, last = min(texts), max(texts)
+    n = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), min(len(first), len(last)))
+    return first[:n]
+
+
+def _data_line(data: Any, width: int = 110) -> str:
+    """The training data of a card: a description as is, a list of files by name (``sub-01_…run-0{1,2}_eeg.fif``)."""
+    if not isinstance(data, list):
+        return _short(str(data), width)
+    names = [str(d.get("file", d)) if isinstance(d, dict) else str(d) for d in data]
+    if len(names) < 2:
+        return _short(", ".join(names) or "none", width)
+    prefix = _common_start(names)
+    suffix = _common_start([n[len(prefix) :][::-1] for n in names])[::-1]
+    middles = [n[len(prefix) : len(n) - len(suffix)] for n in names]
+    braced = f"{prefix}{{{','.join(middles)}}}{suffix}"
+    shown = braced if len(braced) <= width and len(prefix) + len(suffix) >= 8 else _names(names, 3)
+    return f"{len(names)} files: {_short(shown, width)}"
 
 
 def card_summary(card: ModelCard, *, path: str | Path | None = None) -> list[str]:
@@ -184,11 +222,13 @@ def card_summary(card: ModelCard, *, path: str | Path | None = None) -> list[str
         lines.append(f"event fields: {', '.join(fields)} (EEGLAB, read into the markers{how})")
     student = prov.get("student")
     student_name = student.get("name") if isinstance(student, dict) else student
-    origin = [str(x) for x in (student_name, prov.get("loss"), prov.get("code_version")) if x]
+    packages = prov.get("packages")
+    versions = ", ".join(f"{k} {v}" for k, v in packages.items()) if isinstance(packages, dict) else None
+    origin = [str(x) for x in (student_name, prov.get("loss"), prov.get("code_version") or versions) if x]
     if origin:
         lines.append(f"provenance: {'; '.join(origin)}")
     if prov.get("data"):
-        lines.append(f"data: {_short(str(prov['data']), 110)}")
+        lines.append(f"data: {_data_line(prov['data'])}")
     accuracy = _accuracy_line(prov)
     if accuracy:
         lines.append(f"accuracy: {accuracy}")

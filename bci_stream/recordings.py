@@ -346,7 +346,7 @@ def _eeglab_marker_values(
     matched to the annotations by type and latency (within half a sample).
     """
     events = _load_eeglab_events(path)
-    available = sorted({name for event in events for name in event})
+    available = _field_names(events)
     missing = [name for name in event_fields if name not in available]
     if missing:
         raise RecordingError(
@@ -387,6 +387,21 @@ def _eeglab_marker_values(
     if unmatched:
         _log.info("%s: %d EEG.event entries have no annotation (outside the data)", path, unmatched)
     return values
+
+
+def eeglab_event_fields(path: str | Path) -> list[str]:
+    """The event fields of an EEGLAB .set file (``EEG.event``), sorted: what ``event_fields`` may name.
+
+    Raises
+    ------
+    RecordingError
+        If the events cannot be read (a MATLAB v7.3 file, a damaged file).
+    """
+    return _field_names(_load_eeglab_events(Path(path)))
+
+
+def _field_names(events: list[dict[str, Any]]) -> list[str]:
+    return sorted({name for event in events for name in event})
 
 
 def _load_eeglab_events(path: Path) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ import mne
 import numpy as np
 import pytest
 
+from bci_stream.cli import main
 from bci_stream.errors import RecordingError
 from bci_stream.recordings import SUPPORTED_EXTENSIONS, read_recording
 
@@ -142,6 +143,24 @@ def test_eeglab_event_fields_split_square_by_position() -> None:
 def test_eeglab_unknown_event_field_names_it_and_lists_available() -> None:
     with pytest.raises(RecordingError, match=r"no event field 'side'.*available fields: .*position"):
         read_recording(EEGLAB, event_fields=["side"])
+
+
+def test_inspect_eeglab_lists_its_event_fields(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """``bci-stream inspect FILE.set`` names the fields ``--event-fields`` accepts: the list its error gives."""
+    with pytest.raises(RecordingError, match=r"available fields: ") as err:
+        read_recording(EEGLAB, event_fields=["side"])
+    available = str(err.value).split("available fields: ")[1]
+    assert main(["-q", "inspect", str(EEGLAB)]) == 0
+    out = capsys.readouterr().out
+    assert f"event fields: {available}; --event-fields FIELD [FIELD ...] reads them into the markers" in out
+    assert "position" in available.split(", ")
+    assert main(["-q", "inspect", str(EEGLAB), "--event-fields", "position"]) == 0
+    out = capsys.readouterr().out
+    assert "square/position=1" in out and f"event fields: {available} (in the markers now: position)" in out
+    fif = tmp_path / "rec_raw.fif"
+    _raw().save(fif, verbose="error")
+    assert main(["-q", "inspect", str(fif)]) == 0
+    assert "event fields" not in capsys.readouterr().out  # only EEGLAB files have them
 
 
 def test_event_fields_refused_for_non_eeglab(tmp_path: Path) -> None:

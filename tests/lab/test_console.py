@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,6 +19,7 @@ from tests.support import make_valence_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "exported" / "cogninet-synth.onnx"
+N170 = ROOT / "exported" / "n170-faces-houses.onnx"  # a bci-train card: provenance.crossval and data files
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -49,6 +51,24 @@ def test_inspect_model_prints_a_short_summary_and_json_on_request(capsys: pytest
     assert main(["-q", "inspect", str(SHIPPED), "--json"]) == 0
     card = json.loads(capsys.readouterr().out)
     assert len(card["input"]["channels"]) == 128 and len(card["preprocessing"]["normalization"]["mean"]) == 128
+
+
+def test_inspect_real_model_shows_its_crossval_accuracy_and_data_files(capsys: pytest.CaptureFixture[str]) -> None:
+    """A ``bci-train`` card has no ``metrics``: inspect shows its cross-validation, and its data files by name."""
+    assert main(["-q", "inspect", str(N170)]) == 0
+    out = capsys.readouterr().out
+    prov = read_card(N170).provenance
+    cv, files = prov["crossval"], [d["file"] for d in prov["data"]]  # the card's own numbers, whatever the build
+    assert (
+        f"accuracy: cross-validated accuracy {cv['accuracy']:.3f} ({len(cv['folds'])} folds, split {cv['split']}), "
+        f"n={cv['n_trials']}, chance {cv['chance']:.3f}, permutation p {cv['p_value']:.3g}"
+    ) in out
+    (data,) = [line for line in out.splitlines() if line.startswith("data: ")]
+    assert data.startswith(f"data: {len(files)} files: ") and "sha256" not in data and "'file'" not in data
+    shown = re.fullmatch(r"data: \d+ files: (.+)\{(.+)\}(.+)", data)  # sub-01_ses-01_run-0{1,2,3,4,5}_eeg.fif
+    assert shown, data
+    assert [shown[1] + run + shown[3] for run in shown[2].split(",")] == files  # every file, by name, in order
+    assert f"bci-stream {prov['packages']['bci-stream']}" in out  # provenance: the package versions it records
 
 
 def _status(**counts: object) -> Status:
