@@ -1,13 +1,16 @@
 """``bci-stream``: run the daemon, replay a file, listen, demo, inspect, bench.
 
 Every command exits 0 on success, 2 on a :class:`~bci_stream.errors.BciStreamError` (with a
-one-line message on stderr that says what to do), 1 on anything unexpected.
+one-line message on stderr that says what to do), 1 on anything unexpected, and 128 + the signal
+number (130 for Ctrl-C, 143 for SIGTERM) when a second signal forces the exit.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -16,6 +19,10 @@ from typing import Any
 
 from .cli_common import HelpFormatter, SubcommandParser, warn_deprecated
 from .errors import BciStreamError, RecordingError, StreamNotFoundError
+
+# Kept in step with bci_stream.replay.DEFAULT_WAIT_CONSUMERS (checked by a test); not imported from there so that
+# building the parser does not import pylsl and numpy.
+DEFAULT_WAIT_CONSUMERS = 30.0
 
 log = logging.getLogger("bci_stream")
 
@@ -29,13 +36,27 @@ def _setup_logging(verbose: int) -> None:
 
 
 def _install_stop_handlers(request_stop: Callable[[], None]) -> None:
-    """First SIGINT/SIGTERM asks for a graceful stop; a second one exits at once."""
+    """First SIGINT/SIGTERM asks for a graceful stop; a second one exits at once with 128 + signum."""
     asked = False
 
     def handler(signum: int, frame: Any) -> None:
         nonlocal asked
         if asked:
-            raise SystemExit(130)
+            # Forced exit: os._exit, not SystemExit. A Python signal handler runs between two bytecodes of
+            # whatever the main thread is doing, and an exception raised there lands in that code: inside a
+            # __del__ (e.g. pylsl's StreamOutlet.__del__ while the replay closes its outlets) Python prints
+            # "Exception ignored ..." with a traceback and carries on, so the process went on to exit 0;
+            # an `except BaseException` on the way would swallow it too. os._exit cannot be caught. It
+            # skips interpreter clean-up, which is what a second Ctrl-C asks for; what matters is flushed
+            # first (logging handlers, stdio; the daemon's session log is flushed line by line), and the OS
+            # closes the LSL and ZeroMQ sockets.
+            code = 128 + signum
+            log.warning("second %s: exiting at once (exit status %d)", signal.Signals(signum).name, code)
+            logging.shutdown()  # flushes (and closes) every logging handler
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe: nothing more to save
+                    stream.flush()
+            os._exit(code)
         asked = True
         request_stop()
 
@@ -345,9 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--wait-consumers",
         type=float,
-        default=0.0,
+        default=DEFAULT_WAIT_CONSUMERS,
         metavar="S",
-        help="wait up to S s for inlets before playing (0: start at once)",
+        help="wait up to S s for a consumer (e.g. the daemon's inlets) on every outlet before the first sample; "
+        "markers pushed before an inlet connects never reach it (0: play at once)",
     )
     rp.add_argument(
         "--event-fields", nargs="+", metavar="FIELD", help="EEGLAB event fields to append to markers (e.g. position)"

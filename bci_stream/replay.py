@@ -48,6 +48,12 @@ DEFAULT_CHUNK_SECONDS = 0.02
 #: Units of the samples on the EEG outlet (the XDF/LSL convention for EEG).
 STREAM_UNITS = "microvolts"
 
+#: Default ``wait_consumers`` of ``bci-stream replay`` / :func:`replay_main`: seconds to wait for consumers of every
+#: outlet before the first sample. LSL inlets receive only what is pushed after they connect, so a daemon started
+#: first still misses the markers of the first second or so if the replay plays at once. The classes
+#: (:class:`Player`, :class:`XdfPlayer`) default to 0: a program that opens its own inlets first does not wait.
+DEFAULT_WAIT_CONSUMERS = 30.0
+
 # After a normal end, replay_main keeps the outlets this long (while consumers are connected) so
 # that the last chunks reach them before the outlets are destroyed.
 _LINGER_SECONDS = 1.0
@@ -97,7 +103,11 @@ class Player:
         Samples per pushed chunk (>= 1). Default: about 20 ms of data.
     wait_consumers : float
         Seconds (>= 0) to wait, before playing starts, for both outlets to have a consumer; on time-out
-        a warning is logged and playing starts anyway. 0 does not wait.
+        a warning naming the outlets without one is logged and playing starts anyway. 0 (the default
+        here) does not wait; ``bci-stream replay`` and :func:`replay_main` wait
+        :data:`DEFAULT_WAIT_CONSUMERS` s. Markers pushed while the marker outlet has no consumer are lost
+        for every inlet that connects later: a warning says so once, and the count at the end
+        (:attr:`markers_unconsumed`).
 
     Raises
     ------
@@ -166,6 +176,8 @@ class Player:
         #: Samples and markers pushed so far (over all passes).
         self.samples_pushed: int = 0
         self.markers_pushed: int = 0
+        #: Markers pushed while the marker outlet had no consumer (lost for any inlet that connected later).
+        self.markers_unconsumed: int = 0
         self._eeg_outlet: pylsl.StreamOutlet | None = None
         self._marker_outlet: pylsl.StreamOutlet | None = None
 
@@ -326,6 +338,7 @@ class Player:
             self.samples_pushed,
             self.markers_pushed,
         )
+        self._report_unconsumed()
         return True
 
     def _stopped(self) -> bool:
@@ -335,7 +348,19 @@ class Player:
             self.samples_pushed,
             self.markers_pushed,
         )
+        self._report_unconsumed()
         return False
+
+    def _report_unconsumed(self) -> None:
+        if self.markers_unconsumed:
+            _log.warning(
+                "%d of %d markers were pushed to %r while it had no consumer: they are lost for every inlet "
+                "that connected later; start the consumer first and let the replay wait for it "
+                "(wait_consumers, bci-stream replay --wait-consumers S)",
+                self.markers_unconsumed,
+                self.markers_pushed,
+                f"{self.name}-markers",
+            )
 
     def _wait_for_consumers(self, stop: threading.Event | None) -> bool:
         """Wait up to ``wait_consumers`` s for both outlets to have a consumer; False if stopped meanwhile."""
@@ -344,16 +369,18 @@ class Player:
         _log.info(
             "waiting up to %g s for consumers of %r and %r", self.wait_consumers, self.name, f"{self.name}-markers"
         )
-        for outlet, label in ((self._eeg_outlet, self.name), (self._marker_outlet, f"{self.name}-markers")):
+        outlets = ((self._eeg_outlet, self.name), (self._marker_outlet, f"{self.name}-markers"))
+        for outlet, _label in outlets:
             while not outlet.have_consumers():
                 if stop is not None and stop.is_set():
                     return self._stopped()
                 remaining = deadline - pylsl.local_clock()
                 if remaining <= 0:
+                    missing = [label for o, label in outlets if not o.have_consumers()]
                     _log.warning(
-                        "no consumer connected to %r within %g s; playing anyway (consumers that connect later "
+                        "no consumer connected to %s within %g s; playing anyway (consumers that connect later "
                         "miss the start)",
-                        label,
+                        " or ".join(repr(label) for label in missing),
                         self.wait_consumers,
                     )
                     return True
@@ -386,6 +413,17 @@ class Player:
 
     def _push_marker(self, value: str, stamp: float) -> None:
         assert self._marker_outlet is not None
+        if not self._marker_outlet.have_consumers():
+            # LSL keeps nothing for inlets that connect later: this marker reaches nobody.
+            if not self.markers_unconsumed:
+                _log.warning(
+                    "marker %r pushed to %r with no consumer connected: it is lost for every inlet that connects "
+                    "later (the count comes at the end); start the consumer first and let the replay wait for it "
+                    "(wait_consumers, bci-stream replay --wait-consumers S)",
+                    value,
+                    f"{self.name}-markers",
+                )
+            self.markers_unconsumed += 1
         try:
             self._marker_outlet.push_sample([value], stamp)
         except RuntimeError as exc:
@@ -461,7 +499,11 @@ class XdfPlayer:
     start, duration : float
         Play the part ``[start, start + duration)`` s from the file's first stamp (duration None: to the end).
     wait_consumers : float
-        Seconds (>= 0) to wait for every outlet to have a consumer before playing; 0 does not wait.
+        Seconds (>= 0) to wait for every outlet to have a consumer before playing; on time-out a warning
+        names the outlets without one and playing starts anyway. 0 (the default here) does not wait;
+        ``bci-stream replay`` and :func:`replay_main` wait :data:`DEFAULT_WAIT_CONSUMERS` s. Samples of a
+        string (marker) stream pushed while its outlet has no consumer are counted in :attr:`unconsumed`
+        and warned about.
     source_id : str, optional
         Prefix of the outlets' ``source_id`` (``PREFIX-<stream name>``); default from the file and stream.
     """
@@ -514,6 +556,8 @@ class XdfPlayer:
         self.t0: float | None = None
         #: Samples pushed so far, per stream name.
         self.pushed: dict[str, int] = {s.name: 0 for s in streams}
+        #: Samples of string (marker) streams pushed while their outlet had no consumer, per stream name.
+        self.unconsumed: dict[str, int] = {s.name: 0 for s in streams if s.channel_format == "string"}
 
     def start(self) -> None:
         """Create one outlet per stream (idempotent)."""
@@ -572,8 +616,18 @@ class XdfPlayer:
         for stamp, index, begin, end in events:
             if not Player._sleep_until(t0 + (stamp - self.origin) / self.speed, stop):
                 _log.info("%s stopped: %s samples pushed", self.source, self.pushed)
+                self._report_unconsumed()
                 return False
             stream = self.streams[index]
+            if stream.name in self.unconsumed and not self._outlets[index].have_consumers():
+                if not self.unconsumed[stream.name]:
+                    _log.warning(
+                        "markers pushed to %r with no consumer connected: they are lost for every inlet that "
+                        "connects later (the count comes at the end); start the consumer first and let the replay "
+                        "wait for it (wait_consumers, bci-stream replay --wait-consumers S)",
+                        stream.name,
+                    )
+                self.unconsumed[stream.name] += end - begin
             stamps = (t0 + (stream.time_stamps[begin:end] - self.origin)).tolist()
             try:
                 if stream.channel_format == "string":
@@ -584,18 +638,42 @@ class XdfPlayer:
                 raise BciStreamError(f"pushing to LSL stream {stream.name!r} failed: {exc}") from exc
             self.pushed[stream.name] += end - begin
         _log.info("%s ended: %s samples pushed", self.source, self.pushed)
+        self._report_unconsumed()
         return True
+
+    def _report_unconsumed(self) -> None:
+        for name, lost in self.unconsumed.items():
+            if lost:
+                _log.warning(
+                    "%d of %d markers were pushed to %r while it had no consumer: they are lost for every inlet "
+                    "that connected later; start the consumer first and let the replay wait for it "
+                    "(wait_consumers, bci-stream replay --wait-consumers S)",
+                    lost,
+                    self.pushed[name],
+                    name,
+                )
 
     def _wait_for_consumers(self, stop: threading.Event | None) -> bool:
         deadline = pylsl.local_clock() + self.wait_consumers
-        for outlet, stream in zip(self._outlets, self.streams, strict=True):
+        _log.info(
+            "waiting up to %g s for consumers of %s",
+            self.wait_consumers,
+            ", ".join(repr(s.name) for s in self.streams),
+        )
+        for outlet, _stream in zip(self._outlets, self.streams, strict=True):
             while not outlet.have_consumers():
                 if stop is not None and stop.is_set():
                     return False
                 remaining = deadline - pylsl.local_clock()
                 if remaining <= 0:
+                    missing = [
+                        s.name for o, s in zip(self._outlets, self.streams, strict=True) if not o.have_consumers()
+                    ]
                     _log.warning(
-                        "no consumer connected to %r within %g s; playing anyway", stream.name, self.wait_consumers
+                        "no consumer connected to %s within %g s; playing anyway (consumers that connect later "
+                        "miss the start); replay only the streams your consumers read (--streams NAME ...)",
+                        " or ".join(repr(name) for name in missing),
+                        self.wait_consumers,
                     )
                     return True
                 outlet.wait_for_consumers(min(remaining, 0.1))
@@ -625,7 +703,7 @@ def replay_main(
     speed: float = 1.0,
     loop: bool = False,
     chunk: int | None = None,
-    wait_consumers: float = 0.0,
+    wait_consumers: float = DEFAULT_WAIT_CONSUMERS,
     event_fields: list[str] | None = None,
     stop_event: threading.Event | None = None,
     streams: list[str] | None = None,
@@ -636,7 +714,10 @@ def replay_main(
 
     Installs no signal handler: the caller sets ``stop_event`` (or lets KeyboardInterrupt through).
     Parameters are those of :class:`Player`; ``name`` defaults to the file name without its extension
-    and ``event_fields`` goes to :func:`~bci_stream.recordings.read_recording`.
+    and ``event_fields`` goes to :func:`~bci_stream.recordings.read_recording`. Unlike the classes,
+    ``wait_consumers`` defaults to :data:`DEFAULT_WAIT_CONSUMERS` (30 s): the first sample waits until
+    every outlet has a consumer (e.g. the daemon's inlets), so no marker is pushed before they connect;
+    0 plays at once.
 
     Returns
     -------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -116,6 +117,17 @@ def test_streams_start_and_duration_play_a_part(session: tuple[Path, dict[str, A
         assert [s[0] for s in stim] == written["stim"][0][3:5]  # onsets 4.75 and 5.25 s: inside [4, 5.5)
         assert not pylsl.resolve_byprop("name", names["eeg"], 1, 0.5)  # not selected: not replayed
         inlet.close_stream()
+
+
+def test_markers_pushed_with_no_consumer_are_counted_and_warned(
+    session: tuple[Path, dict[str, Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    path, written = session
+    stim = written["names"]["stim"]
+    with caplog.at_level(logging.WARNING, logger="bci_stream.replay"):
+        assert replay_main(path, streams=[stim], speed=10.0, wait_consumers=0) == 0
+    assert caplog.text.count(f"markers pushed to {stim!r} with no consumer connected") == 1  # warned once
+    assert f"6 of 6 markers were pushed to {stim!r} while it had no consumer" in caplog.text
 
 
 def test_unknown_stream_and_options_that_do_not_apply_are_refused(session: tuple[Path, dict[str, Any]]) -> None:
