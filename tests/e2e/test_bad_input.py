@@ -88,6 +88,29 @@ def test_config_unknown_key_and_wrong_type(tmp_path: Path, model: Path) -> None:
         load_config(None, {"markers": {"events": "stim/("}})
 
 
+def test_config_errors_name_their_source(tmp_path: Path, model: Path) -> None:
+    """The file is checked as written (an override never hides its error); a bad override names its flag."""
+    good = tmp_path / "good.toml"
+    good.write_text('[publish]\nendpoint = "tcp://127.0.0.1:5556"\n')
+    with pytest.raises(ConfigError, match=r"^--endpoint \(sets \[publish\] endpoint\): .*'127\.0\.0\.1:5556'") as err:
+        load_config(good, {"publish": {"endpoint": "127.0.0.1:5556"}}, {"publish.endpoint": "--endpoint"})
+    assert "good.toml" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"^override \[runtime\] wait: .*-1") as err:
+        load_config(None, {"runtime": {"wait": -1}})
+    assert "<defaults>" not in str(err.value)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[runtime]\nwait = "30s"\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: \[runtime\] wait: .*'30s'"):
+        load_config(bad, {"runtime": {"wait": 1.0}}, {"runtime.wait": "--wait"})
+    run = cli("run", "--config", str(good), "--model", str(model), "--endpoint", "127.0.0.1:5556", "--wait", "0")
+    assert run.returncode == 2, run.stderr
+    assert "error: --endpoint (sets [publish] endpoint): " in run.stderr and "good.toml" not in run.stderr
+    run = cli("run", "--config", str(bad), "--model", str(model), "--wait", "0")
+    assert run.returncode == 2 and f"{bad}: [runtime] wait:" in run.stderr and "'30s'" in run.stderr, run.stderr
+    run = cli("run", "--config", str(bad), "--model", str(model), "--wait", "1", "--endpoint", free_tcp_endpoint())
+    assert run.returncode == 2 and f"{bad}: [runtime] wait:" in run.stderr, run.stderr
+
+
 def test_missing_and_unsupported_files(tmp_path: Path) -> None:
     with pytest.raises(RecordingError, match=r"missing\.fif"):
         read_recording(tmp_path / "missing.fif")
