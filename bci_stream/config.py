@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -180,6 +180,12 @@ class DaemonConfig(_Section):
     markers: MarkerSection = Field(default_factory=lambda: MarkerSection())
     publish: PublishSection = Field(default_factory=lambda: PublishSection())
     runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)  # "model.path" -> where its value came from
+
+    def origin(self, key: str) -> str:
+        """Where the value of the dotted ``key`` (``"model.path"``) came from, for messages: ``[model] path in
+        FILE``, the option (``--model``), ``an override`` or ``the built-in default``."""
+        return self._origins.get(key, "the built-in default")
 
 
 def _describe(err: Any, example: str = "configs/daemon.toml", dotted: bool = False, what: str = "") -> str:
@@ -267,7 +273,7 @@ def load_config(
             raise ConfigError(f"{source}: {'; '.join(_describe(e) for e in exc.errors())}") from exc
     overrides = overrides or {}
     try:
-        return DaemonConfig.model_validate(_merge(data, overrides))
+        config = DaemonConfig.model_validate(_merge(data, overrides))
     except ValidationError as exc:
         problems: list[str] = []
         for err in exc.errors():
@@ -279,3 +285,19 @@ def load_config(
             where, _, rule = _describe(err).partition(": ")
             problems.append(f"{flag} (sets {where}): {rule}" if flag else f"override {where}: {rule}")
         raise ConfigError("; ".join(problems)) from exc
+    for key in _leaves(data):
+        config._origins[key] = f"[{key.replace('.', '] ', 1)} in {source}"
+    for key in _leaves(overrides):
+        config._origins[key] = (flags or {}).get(key, "an override")
+    return config
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of the values (not None) in nested ``data``."""
+    keys: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            keys += _leaves(value, f"{prefix}{key}.")
+        elif value is not None:
+            keys.append(f"{prefix}{key}")
+    return keys

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter, deque
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pylsl
@@ -128,6 +129,7 @@ class Daemon:
         """Load the models, bind the publisher, wait for both streams, check them against the card, start pulling."""
         cfg = self.config
         settings = SessionSettings.from_config(cfg.model)
+        self._check_model_file("model.path", "--model")
         self.model = OnnxModel(cfg.model.path, cfg.model.provider, settings)
         self.model.warm_up(repeats=1, batch_sizes=range(1, cfg.model.max_batch + 1))  # every batch size it may run
         warm_ms = self.model.warm_up()
@@ -144,6 +146,7 @@ class Daemon:
             )
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
         if cfg.model.valence is not None:
+            self._check_model_file("model.valence", "--valence-model")
             self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider, settings)
             if self.valence_model.card.task != "valence":
                 raise ModelCardError(
@@ -191,6 +194,22 @@ class Daemon:
             acq.eeg_health.description.summary(),
             acq.marker_health.description.summary(),
         )
+
+    def _check_model_file(self, key: str, flag: str) -> None:
+        """A missing model file: say where its path came from and, for a relative one, the absolute path tried."""
+        section, name = key.split(".")
+        path = getattr(getattr(self.config, section), name)
+        if path is None or Path(path).is_file():
+            return
+        path = Path(path)
+        if path.is_absolute():
+            tried, fix = "", f"Pass {flag} with an existing .onnx file, or correct [{section}] {name}"
+        else:
+            tried = (f"; relative paths are resolved against the current directory ({Path.cwd()}), so "
+                     f"{str(path.absolute())!r} was tried")  # fmt: skip
+            fix = (f"Pass {flag} with an .onnx file, set [{section}] {name} to an absolute path, or run from the "
+                   "directory it is relative to")  # fmt: skip
+        raise ModelCardError(f"model file {str(path)!r} (from {self.config.origin(key)}) does not exist{tried}. {fix}")
 
     def _choose_events(self) -> None:
         """Events and label rule: the config's when given, else the card's, else the defaults; say which."""
