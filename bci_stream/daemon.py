@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,15 @@ from .zeroshot import ZeroShotHead, unit_rows
 log = logging.getLogger(__name__)
 
 _TIMING_PARTS = ("preprocess", "queue", "inference", "publish", "total")
+
+
+def format_drops(by_reason: Mapping[str, int]) -> str:
+    """``drops: none`` or ``3 drops: overload 2, shutdown 1`` (reasons by count, then name)."""
+    if not by_reason:
+        return "drops: none"
+    total = sum(by_reason.values())
+    shown = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items(), key=lambda rn: (-rn[1], rn[0])))
+    return f"{total} drop{'s' if total != 1 else ''}: {shown}"
 
 
 class _NoMatchWatch:
@@ -115,6 +124,7 @@ class Daemon:
         self._cpu = (time.process_time(), time.monotonic())
         self._cpu_percent: float | None = None
         self._clock_ahead = False
+        self._served = False  # start() got to running (the stop summary is logged only then)
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self) -> None:
@@ -186,6 +196,7 @@ class Daemon:
         )
         self.acquisition.start()
         self.state = "running"
+        self._served = True
         acq = self.acquisition
         assert acq.eeg_health.description is not None and acq.marker_health.description is not None
         log.info(
@@ -325,13 +336,9 @@ class Daemon:
         if self.publisher is not None and self.model is not None:
             self._publish_status()
             self.publisher.close()
-        log.info(
-            "stopped: %d markers, %d predictions, %d drops %s",
-            self.counts.markers,
-            self.counts.predictions,
-            self.counts.drops,
-            dict(self._drops_by_reason),
-        )
+        if self._served:  # a start-up error is reported by itself, not as an empty stop summary
+            log.info("stopped: %d markers, %d predictions, %s", self.counts.markers, self.counts.predictions,
+                     format_drops(self._drops_by_reason))  # fmt: skip
 
     def serve(self) -> None:
         """Start, run until stopped, then stop gracefully (also after an error, which is re-raised)."""

@@ -583,7 +583,7 @@ class XdfPlayer:
             except RuntimeError as exc:
                 raise BciStreamError(f"pushing to LSL stream {stream.name!r} failed: {exc}") from exc
             self.pushed[stream.name] += end - begin
-        _log.info("%s ended: %s samples pushed", self.source, self.pushed)
+        _log.info("%s ended: samples pushed %s", self.source, ", ".join(f"{k} {n}" for k, n in self.pushed.items()))
         return True
 
     def _wait_for_consumers(self, stop: threading.Event | None) -> bool:

@@ -1,0 +1,66 @@
+"""What the daemon and the replay log at the end: a stop summary only after a real start, counts readable."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from bci_stream.client import Subscriber
+from bci_stream.daemon import Daemon, format_drops
+from bci_stream.errors import ModelCardError
+from bci_stream.replay import replay_main
+from tests.e2e.test_daemon import CHANNELS, SFREQ, small_recording
+from tests.support import collect, daemon_config, make_linear_model, playing, running_daemon, unique
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+SHARED = next((p for p in (ROOT.parent / "shared", ROOT / "shared") if p.is_dir()), ROOT / "shared")
+MINIMAL = SHARED / "data/xdf/minimal.xdf"
+
+
+def _messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == logger]
+
+
+def test_drops_by_reason_read_as_words() -> None:
+    assert format_drops({}) == "drops: none"
+    assert format_drops({"shutdown": 1, "overload": 2}) == "3 drops: overload 2, shutdown 1"
+    assert format_drops({"late": 1}) == "1 drop: late 1"
+
+
+def test_no_stop_summary_when_the_daemon_never_started(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    config = daemon_config(tmp_path / "missing.onnx", unique("eeg"), unique("markers"))
+    with caplog.at_level(logging.INFO, logger="bci_stream.daemon"), pytest.raises(ModelCardError):
+        Daemon(config).serve()
+    assert not [m for m in _messages(caplog, "bci_stream.daemon") if m.startswith("stopped")]
+
+
+def test_stop_summary_after_a_run_names_drops_readably(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    model = make_linear_model(tmp_path / "m.onnx", channels=CHANNELS, sfreq=SFREQ, n_times=50, classes=["a", "b"])
+    rec = small_recording(seconds=4, nan_at=None)
+    expected = [m for m in rec.markers if m.value.startswith("stim/")]
+    name = unique("eeg")
+    config = daemon_config(model, name, f"{name}-markers")
+    with (
+        caplog.at_level(logging.INFO, logger="bci_stream.daemon"),
+        Subscriber(config.publish.endpoint, timeout=2.0) as sub,
+        running_daemon(config),
+    ):
+        sub.wait_for("status", timeout=15)
+        with playing(rec, name=name, source_id=name, speed=4.0, wait_consumers=10):
+            got = collect(sub, lambda m: len(m) >= len(expected), timeout=30)
+    summary = [m for m in _messages(caplog, "bci_stream.daemon") if m.startswith("stopped")]
+    assert len(summary) == 1, summary
+    assert summary[0].startswith(f"stopped: {len(expected)} markers, ") and "{" not in summary[0]
+    n_drops = sum(1 for m in got if m.topic == "drop")
+    assert summary[0].endswith("drops: none") if n_drops == 0 else f"{n_drops} drop" in summary[0]
+
+
+def test_xdf_replay_end_line_lists_samples_per_stream(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="bci_stream.replay"):
+        assert replay_main(MINIMAL, speed=50.0) == 0
+    ended = [m for m in _messages(caplog, "bci_stream.replay") if " ended: " in m]
+    assert ended and ended[-1].endswith("ended: samples pushed SendDataC 9, SendDataString 9"), ended
