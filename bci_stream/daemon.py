@@ -125,6 +125,7 @@ class Daemon:
         self._cpu_percent: float | None = None
         self._clock_ahead = False
         self._served = False  # start() got to running (the stop summary is logged only then)
+        self._start_warnings: list[str] = []  # start-up warnings, repeated in every status
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self) -> None:
@@ -186,6 +187,8 @@ class Daemon:
         deadline = time.monotonic() + cfg.runtime.wait
         eeg_info = self._resolve(cfg.eeg, "EEG", "eeg", deadline)
         marker_info = self._resolve(cfg.markers, "marker", "markers", deadline)
+        self._warn_if_unpinned(cfg.eeg, eeg_info, "EEG", "eeg")  # before its channels are checked: that may fail
+        self._warn_if_unpinned(cfg.markers, marker_info, "marker", "markers")
         self.acquisition = Acquisition(
             cfg,
             eeg_info,
@@ -296,6 +299,20 @@ class Daemon:
             stop=self._stop,
             on_tick=self._maybe_status,  # keep status flowing so clients can handshake while we wait
         )
+
+    def _warn_if_unpinned(self, selector: StreamSelector, info: pylsl.StreamInfo, role: str, section: str) -> None:
+        """Neither name nor source_id chose the stream: any stream of the type on the network (another user's
+        amplifier on the LAN) could have been taken; name the one that was, and how to pin it."""
+        if selector.name or selector.source_id:
+            return
+        by = f"type {selector.type!r} only" if selector.type else "nothing (any stream)"
+        message = (
+            f"{role} stream chosen by {by}: took {info.name()!r} (source_id {info.source_id()!r}, host "
+            f"{info.hostname()!r}); any other such stream on the network could be taken instead. Pin it with "
+            f"[{section}] name or --{section}-name, or [{section}] source_id or --{section}-source-id"
+        )
+        self._start_warnings.append(message)
+        log.warning("%s", message)
 
     def _stream_units(self, desc: lsl.StreamDescription) -> str:
         if self.config.eeg.units:
@@ -629,7 +646,7 @@ class Daemon:
             events=f"{self.events} (from {self._events_from})",
             labels=self._truth.described,
             insecure=self.publisher.insecure,
-            warnings=list(self.publisher.warnings) + (list(acq.warnings) if acq else []),
+            warnings=list(self.publisher.warnings) + self._start_warnings + (list(acq.warnings) if acq else []),
             class_table=ClassTable.model_validate(self.zero_shot.status()) if self.zero_shot is not None else None,
         )
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 from pathlib import Path
 
+import pylsl
 import pytest
 
 from bci_stream.client import Subscriber
+from bci_stream.config import load_config
 from bci_stream.daemon import Daemon, format_drops
+from bci_stream.demo import free_tcp_endpoint
 from bci_stream.errors import ModelCardError
 from bci_stream.replay import replay_main
 from tests.e2e.test_daemon import CHANNELS, SFREQ, small_recording
@@ -64,3 +69,43 @@ def test_xdf_replay_end_line_lists_samples_per_stream(caplog: pytest.LogCaptureF
         assert replay_main(MINIMAL, speed=50.0) == 0
     ended = [m for m in _messages(caplog, "bci_stream.replay") if " ended: " in m]
     assert ended and ended[-1].endswith("ended: samples pushed SendDataC 9, SendDataString 9"), ended
+
+
+def test_stream_chosen_by_type_only_is_warned_naming_it(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No [eeg] name/source_id: the daemon says which stream it took and how to pin it (markers pinned: quiet)."""
+    model = make_linear_model(tmp_path / "m.onnx", channels=CHANNELS, sfreq=SFREQ, n_times=50, classes=["a", "b"])
+    eeg_type, eeg_id, marker_id = unique("EEGtype"), unique("eeg"), unique("markers")  # a type only we use
+    info = pylsl.StreamInfo(unique("amp"), eeg_type, len(CHANNELS), SFREQ, pylsl.cf_float32, eeg_id)
+    channels = info.desc().append_child("channels")
+    for label in CHANNELS:
+        channels.append_child("channel").append_child_value("label", label).append_child_value("unit", "V")
+    eeg = pylsl.StreamOutlet(info)
+    markers = pylsl.StreamOutlet(pylsl.StreamInfo(unique("mk"), "Markers", 1, 0, pylsl.cf_string, marker_id))
+    config = load_config(
+        None,
+        {
+            "model": {"path": str(model)},
+            "eeg": {"type": eeg_type},
+            "markers": {"source_id": marker_id},
+            "publish": {"endpoint": free_tcp_endpoint(), "status_interval": 0.2},
+            "runtime": {"wait": 15.0},
+        },
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="bci_stream.daemon"),
+        Subscriber(config.publish.endpoint, timeout=2.0) as sub,
+        running_daemon(config),
+    ):
+        deadline = time.monotonic() + 20
+        while True:
+            assert time.monotonic() < deadline, "no status carried the warning within 20 s"
+            status = sub.wait_for("status", timeout=20)
+            found = [w for w in status.warnings if w.startswith("EEG stream chosen by")]
+            if found:
+                break
+    assert len(found) == 1 and not [w for w in status.warnings if w.startswith("marker stream chosen by")]
+    message = found[0]
+    assert f"type {eeg_type!r} only" in message and info.name() in message and eeg_id in message
+    assert f"host {socket.gethostname()!r}" in message and "--eeg-name" in message and "[eeg] source_id" in message
+    assert message in _messages(caplog, "bci_stream.daemon")
+    del eeg, markers
