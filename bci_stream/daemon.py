@@ -25,6 +25,7 @@ import pylsl
 
 from . import lsl
 from .acquisition import Accepted, Acquisition, Item, StreamHealth, ValenceWindow
+from .card import card_event_fields
 from .config import DEFAULT_EVENTS, DaemonConfig, StreamSelector, marker_rules
 from .epochs import Drop, DropReason, Epoch, Marker
 from .errors import BciStreamError, ModelCardError
@@ -52,6 +53,8 @@ from .zeroshot import ZeroShotHead, unit_rows
 log = logging.getLogger(__name__)
 
 _TIMING_PARTS = ("preprocess", "queue", "inference", "publish", "total")
+#: Predictions without a true label, while none has had one, before the label rule is warned about.
+_UNLABELLED_WARNING = 5
 
 
 def format_drops(by_reason: Mapping[str, int]) -> str:
@@ -126,6 +129,8 @@ class Daemon:
         self._clock_ahead = False
         self._served = False  # start() got to running (the stop summary is logged only then)
         self._start_warnings: list[str] = []  # start-up warnings, repeated in every status
+        self._unlabelled = 0  # predictions whose marker the label rule gave no true class
+        self._unlabelled_sample: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self) -> None:
@@ -457,6 +462,7 @@ class Daemon:
     def _score(self, marker: Marker, label: str, classes: list[str]) -> tuple[str | None, bool | None]:
         raw = self._truth.raw(marker.value)
         if raw is None:
+            self._watch_unlabelled(marker)
             return None, None
         true_label = class_for_label(raw, classes)
         if true_label is None:
@@ -468,6 +474,32 @@ class Daemon:
         self.counts.labelled += 1
         self.counts.correct += int(correct)
         return true_label, correct
+
+    def _watch_unlabelled(self, marker: Marker) -> None:
+        """Markers that get epochs keep coming, yet none has matched the label rule: say why accuracy is missing."""
+        if self._truth.pattern is None and self._truth.mapping is None:  # [markers] label = "": accuracy not wanted
+            return
+        self._unlabelled += 1
+        if len(self._unlabelled_sample) < 3 and marker.value[:60] not in self._unlabelled_sample:
+            self._unlabelled_sample.append(marker.value[:60])
+        if self.counts.labelled or self._unlabelled < _UNLABELLED_WARNING or self.acquisition is None:
+            return
+        assert self.model is not None
+        shown = ", ".join(repr(v) for v in self._unlabelled_sample)
+        fields = card_event_fields(self.model.card)
+        if fields:
+            fix = (
+                f"The model card labels markers by EEGLAB event fields ({', '.join(fields)}): the replay or amplifier "
+                f"must send them, e.g. `bci-stream replay FILE.set --event-fields {' '.join(fields)}`"
+            )
+        else:
+            fix = "Set [markers] label to a regex whose (?P<label>...) group matches them ('' for no accuracy)"
+        self.acquisition.warn_once(
+            "no-label",
+            f"{self._unlabelled} markers matching events {self.events!r} got predictions, but none matched the label "
+            f"rule, {self._truth.described}; received e.g. {shown}. Predictions carry no true_label and no accuracy "
+            f"is scored. {fix}",
+        )
 
     def _publish_prediction(
         self, epoch: Epoch, probs: np.ndarray, parts: dict[str, float], batch: int, done: float,

@@ -10,6 +10,7 @@ from pathlib import Path
 import pylsl
 import pytest
 
+from bci_stream.card import read_card, write_card
 from bci_stream.client import Subscriber
 from bci_stream.config import load_config
 from bci_stream.daemon import Daemon, format_drops
@@ -109,3 +110,35 @@ def test_stream_chosen_by_type_only_is_warned_naming_it(tmp_path: Path, caplog: 
     assert f"host {socket.gethostname()!r}" in message and "--eeg-name" in message and "[eeg] source_id" in message
     assert message in _messages(caplog, "bci_stream.daemon")
     del eeg, markers
+
+
+def test_markers_that_never_match_the_label_rule_are_warned_with_the_fix(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An EEGLAB model labels by event fields; a replay without them: no accuracy, and the daemon says why."""
+    model = make_linear_model(tmp_path / "m.onnx", channels=CHANNELS, sfreq=SFREQ, n_times=50, classes=["a", "b"])
+    card = read_card(model)
+    rule = r"(?:^|/)position=(?P<label>[^/]+)"
+    spec = card.input.model_copy(update={"events": "^stim/", "label": rule, "event_fields": ["position"]})
+    write_card(model, card.model_copy(update={"input": spec}))
+    rec = small_recording(seconds=6, nan_at=None)  # markers 'stim/a/a_0' ...: no position=
+    name = unique("eeg")
+    config = daemon_config(model, name, f"{name}-markers")
+    with (
+        caplog.at_level(logging.WARNING, logger="bci_stream"),
+        Subscriber(config.publish.endpoint, timeout=2.0) as sub,
+        running_daemon(config),
+    ):
+        sub.wait_for("status", timeout=15)
+        with playing(rec, name=name, source_id=name, speed=4.0, wait_consumers=10):
+            got = collect(
+                sub,
+                lambda m: any(x.topic == "status" and any("label rule" in w for w in x.warnings) for x in m),
+                timeout=30,
+                topics=("prediction", "status"),
+            )
+    predictions = [m for m in got if m.topic == "prediction"]
+    assert len(predictions) >= 5 and all(p.true_label is None for p in predictions)
+    warning = next(w for m in got if m.topic == "status" for w in m.warnings if "label rule" in w)
+    assert "'stim/a/a_0'" in warning and repr(rule) in warning and "--event-fields position" in warning
+    assert [m for m in _messages(caplog, "bci_stream.acquisition") if m == warning]
