@@ -65,29 +65,44 @@ def _install_stop_handlers(request_stop: Callable[[], None]) -> None:
 
 
 # ---------------------------------------------------------------------------- run
+def _run_overrides(args: argparse.Namespace) -> list[tuple[str, str, str, Any]]:
+    """``(section, key, flag, value)`` for every ``bci-stream run`` option that overrides a config key.
+
+    A value of None means the option was not given (the file's value, or the default, stays).
+    """
+
+    def on(flag: bool) -> bool | None:
+        return True if flag else None
+
+    return [
+        ("model", "path", "--model", args.model),
+        ("model", "provider", "--provider", args.provider),
+        ("model", "valence", "--valence-model", args.valence_model),
+        ("model", "classes", "--classes", args.classes),
+        ("eeg", "name", "--eeg-name", args.eeg_name),
+        ("eeg", "source_id", "--eeg-source-id", args.eeg_source_id),
+        ("markers", "name", "--markers-name", args.markers_name),
+        ("markers", "source_id", "--markers-source-id", args.markers_source_id),
+        ("publish", "endpoint", "--endpoint", args.endpoint),
+        ("publish", "log", "--log", args.log),
+        ("publish", "insecure", "--insecure", on(args.insecure)),
+        ("publish", "lsl", "--lsl-outlet", on(args.lsl_outlet)),
+        ("publish", "embeddings", "--embeddings", on(args.embeddings)),
+        ("runtime", "wait", "--wait", args.wait),
+        ("runtime", "until_idle", "--until-idle", args.until_idle),
+    ]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
     from .daemon import Daemon
 
-    overrides: dict[str, Any] = {
-        "model": {
-            "path": args.model,
-            "provider": args.provider,
-            "valence": args.valence_model,
-            "classes": args.classes,
-        },
-        "eeg": {"name": args.eeg_name, "source_id": args.eeg_source_id},
-        "markers": {"name": args.markers_name, "source_id": args.markers_source_id},
-        "publish": {
-            "endpoint": args.endpoint,
-            "log": args.log,
-            "insecure": True if args.insecure else None,
-            "lsl": True if args.lsl_outlet else None,
-            "embeddings": True if args.embeddings else None,
-        },
-        "runtime": {"wait": args.wait, "until_idle": args.until_idle},
-    }
-    config = load_config(args.config, overrides)
+    overrides: dict[str, Any] = {}
+    flags: dict[str, str] = {}
+    for section, key, flag, value in _run_overrides(args):
+        overrides.setdefault(section, {})[key] = value
+        flags[f"{section}.{key}"] = flag
+    config = load_config(args.config, overrides, flags)  # an invalid value is blamed on its flag, not the file
     daemon = Daemon(config)
     _install_stop_handlers(daemon.request_stop)
 

@@ -1,7 +1,8 @@
 """The daemon's configuration: one pydantic model, read from TOML, strict about keys and types.
 
 Every error names the file, the key (``[section] key``), the value found and the rule broken.
-Command-line overrides go through the same validation as the file.
+Command-line overrides go through the same validation as the file, after it: an error names the
+file for a value written there, the option (``--endpoint``) for a value given on the command line.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from .errors import ConfigError
 
@@ -179,6 +180,12 @@ class DaemonConfig(_Section):
     markers: MarkerSection = Field(default_factory=lambda: MarkerSection())
     publish: PublishSection = Field(default_factory=lambda: PublishSection())
     runtime: RuntimeSection = Field(default_factory=lambda: RuntimeSection())
+    _origins: dict[str, str] = PrivateAttr(default_factory=dict)  # "model.path" -> where its value came from
+
+    def origin(self, key: str) -> str:
+        """Where the value of the dotted ``key`` (``"model.path"``) came from, for messages: ``[model] path in
+        FILE``, the option (``--model``), ``an override`` or ``the built-in default``."""
+        return self._origins.get(key, "the built-in default")
 
 
 def _describe(err: Any, example: str = "configs/daemon.toml", dotted: bool = False, what: str = "") -> str:
@@ -218,15 +225,37 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> DaemonConfig:
+def _overridden(overrides: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, ...] | None:
+    """The dotted key path of ``overrides`` that gave the value at ``loc`` (None: not overridden)."""
+    node: Any = overrides
+    path: list[str] = []
+    for part in loc:
+        if not isinstance(node, dict) or part not in node or node[part] is None:
+            return None
+        node = node[part]
+        path.append(str(part))
+        if not isinstance(node, dict):
+            return tuple(path)
+    return None
+
+
+def load_config(
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    flags: dict[str, str] | None = None,
+) -> DaemonConfig:
     """Read a TOML config (or defaults when ``path`` is None) and apply nested ``overrides``.
 
+    The file is validated as written first, so its own errors are always reported (naming the file and key),
+    even for a key an override replaces. Then the overrides are applied and validated; an invalid overridden
+    value is blamed on its source: ``flags`` maps a dotted key (``"publish.endpoint"``) to the command-line
+    option that gave it (``"--endpoint"``), else it is called an override.
     Relative paths inside the file (model, log) are taken relative to the current directory.
 
     Raises
     ------
     ConfigError
-        Naming the file and every offending key.
+        Naming the file (or option) and every offending key.
     """
     source = str(path) if path is not None else "<defaults>"
     data: dict[str, Any] = {}
@@ -238,9 +267,37 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{source}: not valid TOML ({exc})") from exc
-    data = _merge(data, overrides or {})
+        try:
+            DaemonConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"{source}: {'; '.join(_describe(e) for e in exc.errors())}") from exc
+    overrides = overrides or {}
     try:
-        return DaemonConfig.model_validate(data)
+        config = DaemonConfig.model_validate(_merge(data, overrides))
     except ValidationError as exc:
-        problems = "; ".join(_describe(e) for e in exc.errors())
-        raise ConfigError(f"{source}: {problems}") from exc
+        problems: list[str] = []
+        for err in exc.errors():
+            given = _overridden(overrides, tuple(err["loc"]))
+            if given is None:  # not an override's value (the file passed alone): name the file
+                problems.append(f"{source}: {_describe(err)}")
+                continue
+            flag = (flags or {}).get(".".join(given))
+            where, _, rule = _describe(err).partition(": ")
+            problems.append(f"{flag} (sets {where}): {rule}" if flag else f"override {where}: {rule}")
+        raise ConfigError("; ".join(problems)) from exc
+    for key in _leaves(data):
+        config._origins[key] = f"[{key.replace('.', '] ', 1)} in {source}"
+    for key in _leaves(overrides):
+        config._origins[key] = (flags or {}).get(key, "an override")
+    return config
+
+
+def _leaves(data: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys of the values (not None) in nested ``data``."""
+    keys: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            keys += _leaves(value, f"{prefix}{key}.")
+        elif value is not None:
+            keys.append(f"{prefix}{key}")
+    return keys

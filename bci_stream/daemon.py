@@ -17,13 +17,15 @@ import threading
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pylsl
 
 from . import lsl
 from .acquisition import Accepted, Acquisition, Item, StreamHealth, ValenceWindow
+from .card import card_event_fields
 from .config import DEFAULT_EVENTS, DaemonConfig, StreamSelector, marker_rules
 from .epochs import Drop, DropReason, Epoch, Marker
 from .errors import BciStreamError, ModelCardError
@@ -51,6 +53,17 @@ from .zeroshot import ZeroShotHead, unit_rows
 log = logging.getLogger(__name__)
 
 _TIMING_PARTS = ("preprocess", "queue", "inference", "publish", "total")
+#: Predictions without a true label, while none has had one, before the label rule is warned about.
+_UNLABELLED_WARNING = 5
+
+
+def format_drops(by_reason: Mapping[str, int]) -> str:
+    """``drops: none`` or ``3 drops: overload 2, shutdown 1`` (reasons by count, then name)."""
+    if not by_reason:
+        return "drops: none"
+    total = sum(by_reason.values())
+    shown = ", ".join(f"{r} {n}" for r, n in sorted(by_reason.items(), key=lambda rn: (-rn[1], rn[0])))
+    return f"{total} drop{'s' if total != 1 else ''}: {shown}"
 
 
 class _NoMatchWatch:
@@ -114,6 +127,10 @@ class Daemon:
         self._cpu = (time.process_time(), time.monotonic())
         self._cpu_percent: float | None = None
         self._clock_ahead = False
+        self._served = False  # start() got to running (the stop summary is logged only then)
+        self._start_warnings: list[str] = []  # start-up warnings, repeated in every status
+        self._unlabelled = 0  # predictions whose marker the label rule gave no true class
+        self._unlabelled_sample: list[str] = []
 
     # ------------------------------------------------------------------ lifecycle
     def request_stop(self) -> None:
@@ -128,6 +145,7 @@ class Daemon:
         """Load the models, bind the publisher, wait for both streams, check them against the card, start pulling."""
         cfg = self.config
         settings = SessionSettings.from_config(cfg.model)
+        self._check_model_file("model.path", "--model")
         self.model = OnnxModel(cfg.model.path, cfg.model.provider, settings)
         self.model.warm_up(repeats=1, batch_sizes=range(1, cfg.model.max_batch + 1))  # every batch size it may run
         warm_ms = self.model.warm_up()
@@ -144,6 +162,7 @@ class Daemon:
             )
         log.info("warm-up inference %.1f ms on %s", warm_ms, self.model.provider)
         if cfg.model.valence is not None:
+            self._check_model_file("model.valence", "--valence-model")
             self.valence_model = OnnxModel(cfg.model.valence, cfg.model.provider, settings)
             if self.valence_model.card.task != "valence":
                 raise ModelCardError(
@@ -173,6 +192,8 @@ class Daemon:
         deadline = time.monotonic() + cfg.runtime.wait
         eeg_info = self._resolve(cfg.eeg, "EEG", "eeg", deadline)
         marker_info = self._resolve(cfg.markers, "marker", "markers", deadline)
+        self._warn_if_unpinned(cfg.eeg, eeg_info, "EEG", "eeg")  # before its channels are checked: that may fail
+        self._warn_if_unpinned(cfg.markers, marker_info, "marker", "markers")
         self.acquisition = Acquisition(
             cfg,
             eeg_info,
@@ -183,6 +204,7 @@ class Daemon:
         )
         self.acquisition.start()
         self.state = "running"
+        self._served = True
         acq = self.acquisition
         assert acq.eeg_health.description is not None and acq.marker_health.description is not None
         log.info(
@@ -191,6 +213,22 @@ class Daemon:
             acq.eeg_health.description.summary(),
             acq.marker_health.description.summary(),
         )
+
+    def _check_model_file(self, key: str, flag: str) -> None:
+        """A missing model file: say where its path came from and, for a relative one, the absolute path tried."""
+        section, name = key.split(".")
+        path = getattr(getattr(self.config, section), name)
+        if path is None or Path(path).is_file():
+            return
+        path = Path(path)
+        if path.is_absolute():
+            tried, fix = "", f"Pass {flag} with an existing .onnx file, or correct [{section}] {name}"
+        else:
+            tried = (f"; relative paths are resolved against the current directory ({Path.cwd()}), so "
+                     f"{str(path.absolute())!r} was tried")  # fmt: skip
+            fix = (f"Pass {flag} with an .onnx file, set [{section}] {name} to an absolute path, or run from the "
+                   "directory it is relative to")  # fmt: skip
+        raise ModelCardError(f"model file {str(path)!r} (from {self.config.origin(key)}) does not exist{tried}. {fix}")
 
     def _choose_events(self) -> None:
         """Events and label rule: the config's when given, else the card's, else the defaults; say which."""
@@ -267,6 +305,20 @@ class Daemon:
             on_tick=self._maybe_status,  # keep status flowing so clients can handshake while we wait
         )
 
+    def _warn_if_unpinned(self, selector: StreamSelector, info: pylsl.StreamInfo, role: str, section: str) -> None:
+        """Neither name nor source_id chose the stream: any stream of the type on the network (another user's
+        amplifier on the LAN) could have been taken; name the one that was, and how to pin it."""
+        if selector.name or selector.source_id:
+            return
+        by = f"type {selector.type!r} only" if selector.type else "nothing (any stream)"
+        message = (
+            f"{role} stream chosen by {by}: took {info.name()!r} (source_id {info.source_id()!r}, host "
+            f"{info.hostname()!r}); any other such stream on the network could be taken instead. Pin it with "
+            f"[{section}] name or --{section}-name, or [{section}] source_id or --{section}-source-id"
+        )
+        self._start_warnings.append(message)
+        log.warning("%s", message)
+
     def _stream_units(self, desc: lsl.StreamDescription) -> str:
         if self.config.eeg.units:
             return self.config.eeg.units
@@ -306,13 +358,9 @@ class Daemon:
         if self.publisher is not None and self.model is not None:
             self._publish_status()
             self.publisher.close()
-        log.info(
-            "stopped: %d markers, %d predictions, %d drops %s",
-            self.counts.markers,
-            self.counts.predictions,
-            self.counts.drops,
-            dict(self._drops_by_reason),
-        )
+        if self._served:  # a start-up error is reported by itself, not as an empty stop summary
+            log.info("stopped: %d markers, %d predictions, %s", self.counts.markers, self.counts.predictions,
+                     format_drops(self._drops_by_reason))  # fmt: skip
 
     def serve(self) -> None:
         """Start, run until stopped, then stop gracefully (also after an error, which is re-raised)."""
@@ -414,6 +462,7 @@ class Daemon:
     def _score(self, marker: Marker, label: str, classes: list[str]) -> tuple[str | None, bool | None]:
         raw = self._truth.raw(marker.value)
         if raw is None:
+            self._watch_unlabelled(marker)
             return None, None
         true_label = class_for_label(raw, classes)
         if true_label is None:
@@ -425,6 +474,32 @@ class Daemon:
         self.counts.labelled += 1
         self.counts.correct += int(correct)
         return true_label, correct
+
+    def _watch_unlabelled(self, marker: Marker) -> None:
+        """Markers that get epochs keep coming, yet none has matched the label rule: say why accuracy is missing."""
+        if self._truth.pattern is None and self._truth.mapping is None:  # [markers] label = "": accuracy not wanted
+            return
+        self._unlabelled += 1
+        if len(self._unlabelled_sample) < 3 and marker.value[:60] not in self._unlabelled_sample:
+            self._unlabelled_sample.append(marker.value[:60])
+        if self.counts.labelled or self._unlabelled < _UNLABELLED_WARNING or self.acquisition is None:
+            return
+        assert self.model is not None
+        shown = ", ".join(repr(v) for v in self._unlabelled_sample)
+        fields = card_event_fields(self.model.card)
+        if fields:
+            fix = (
+                f"The model card labels markers by EEGLAB event fields ({', '.join(fields)}): the replay or amplifier "
+                f"must send them, e.g. `bci-stream replay FILE.set --event-fields {' '.join(fields)}`"
+            )
+        else:
+            fix = "Set [markers] label to a regex whose (?P<label>...) group matches them ('' for no accuracy)"
+        self.acquisition.warn_once(
+            "no-label",
+            f"{self._unlabelled} markers matching events {self.events!r} got predictions, but none matched the label "
+            f"rule, {self._truth.described}; received e.g. {shown}. Predictions carry no true_label and no accuracy "
+            f"is scored. {fix}",
+        )
 
     def _publish_prediction(
         self, epoch: Epoch, probs: np.ndarray, parts: dict[str, float], batch: int, done: float,
@@ -603,7 +678,7 @@ class Daemon:
             events=f"{self.events} (from {self._events_from})",
             labels=self._truth.described,
             insecure=self.publisher.insecure,
-            warnings=list(self.publisher.warnings) + (list(acq.warnings) if acq else []),
+            warnings=list(self.publisher.warnings) + self._start_warnings + (list(acq.warnings) if acq else []),
             class_table=ClassTable.model_validate(self.zero_shot.status()) if self.zero_shot is not None else None,
         )
 

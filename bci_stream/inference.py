@@ -144,6 +144,50 @@ def _providers_for(choice: str, settings: SessionSettings) -> list[Any]:
     return [(CUDA, settings.cuda_options()), CPU] if CUDA in available else [CPU]
 
 
+def cuda_unusable_reason() -> str:
+    """Why ONNX Runtime's CUDA provider cannot be used here, as far as can be told without ONNX Runtime's log.
+
+    Loads the provider library the way ONNX Runtime does: a missing CUDA / cuDNN library (``libcublasLt.so.13``,
+    ``libcudnn.so.9``) is named by the loader; when the libraries load, the NVIDIA driver (``libcuda``) is checked.
+    """
+    import ctypes
+
+    capi = Path(ort.__file__).parent / "capi"
+    libraries = sorted(capi.glob("*onnxruntime_providers_cuda.*"))
+    if not libraries:
+        return f"this onnxruntime ({ort.__version__}) has no CUDA provider library in {capi}"
+    try:
+        ctypes.CDLL(str(libraries[0]))
+    except OSError as exc:
+        return f"its CUDA provider library cannot load ({exc})"
+    for driver in ("libcuda.so.1", "nvcuda.dll"):
+        try:
+            ctypes.CDLL(driver)
+            break
+        except OSError:
+            continue
+    else:
+        return "the CUDA libraries load but no NVIDIA driver does (libcuda.so.1 missing)"
+    return "the CUDA libraries and the driver load, but no usable GPU answered (check nvidia-smi and cuda_device_id)"
+
+
+def cuda_fix() -> str:
+    """What to do about an unusable CUDA provider: the CUDA this onnxruntime-gpu was built for, or another provider."""
+    try:
+        from onnxruntime.capi import build_and_package_info as info
+
+        cuda = str(getattr(info, "cuda_version", "") or "")
+    except ImportError:
+        cuda = ""
+    wanted = f"CUDA {cuda.split('.')[0]}.x" if cuda else "the CUDA version"
+    return (
+        f"Install {wanted} and cuDNN 9 (what onnxruntime-gpu {ort.__version__} is built for; see "
+        "https://onnxruntime.ai/docs/execution-providers/CUDA-ExecutionProvider.html#requirements) with their "
+        "libraries on the loader path, or set [model] provider = 'auto' (CPU when CUDA is unusable) or 'cpu' "
+        "(--provider)"
+    )
+
+
 #: Optimised models kept in the cache folder; the least recently written go first.
 CACHE_ENTRIES = 64
 
@@ -192,7 +236,10 @@ class OnnxModel:
         self.session = self._open(providers)
         self.provider = self.session.get_providers()[0]
         if provider == "cuda" and self.provider != CUDA:
-            raise InferenceError(f"{self.path}: CUDA provider requested but ONNX Runtime fell back to {self.provider}")
+            raise InferenceError(
+                f"{self.path}: CUDA provider requested but ONNX Runtime fell back to {self.provider}: "
+                f"{cuda_unusable_reason()}. {cuda_fix()}"
+            )
         log.info("model %s %s on %s", self.card.name, self.card.version, self.provider)
         self._check_card()
         self.warm_ms: dict[int, float] = {}

@@ -615,7 +615,9 @@ class XdfPlayer:
         )
         for stamp, index, begin, end in events:
             if not Player._sleep_until(t0 + (stamp - self.origin) / self.speed, stop):
-                _log.info("%s stopped: %s samples pushed", self.source, self.pushed)
+                _log.info(
+                    "%s stopped: samples pushed %s", self.source, ", ".join(f"{k} {n}" for k, n in self.pushed.items())
+                )
                 self._report_unconsumed()
                 return False
             stream = self.streams[index]
@@ -637,7 +639,7 @@ class XdfPlayer:
             except RuntimeError as exc:
                 raise BciStreamError(f"pushing to LSL stream {stream.name!r} failed: {exc}") from exc
             self.pushed[stream.name] += end - begin
-        _log.info("%s ended: %s samples pushed", self.source, self.pushed)
+        _log.info("%s ended: samples pushed %s", self.source, ", ".join(f"{k} {n}" for k, n in self.pushed.items()))
         self._report_unconsumed()
         return True
 

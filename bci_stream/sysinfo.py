@@ -97,6 +97,10 @@ def _onnxruntime_lines() -> list[str]:
             if _provider_usable(ort, provider):
                 usable.append(provider)
     lines.append(f"  providers usable: {', '.join(usable) or 'none'}")
+    if "CUDAExecutionProvider" in available and "CUDAExecutionProvider" not in usable:
+        from .inference import cuda_fix, cuda_unusable_reason
+
+        lines.append(f"  CUDA not usable: {cuda_unusable_reason()}. {cuda_fix()}")
     return lines
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,8 @@ from tests.e2e.test_daemon import CHANNELS, SFREQ, small_recording
 from tests.support import daemon_config, make_linear_model, playing, unique
 
 pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -86,6 +90,54 @@ def test_config_unknown_key_and_wrong_type(tmp_path: Path, model: Path) -> None:
         load_config(tmp_path / "missing.toml")
     with pytest.raises(ConfigError, match=r"\[markers\] events: .*not a valid regular expression"):
         load_config(None, {"markers": {"events": "stim/("}})
+
+
+def test_config_errors_name_their_source(tmp_path: Path, model: Path) -> None:
+    """The file is checked as written (an override never hides its error); a bad override names its flag."""
+    good = tmp_path / "good.toml"
+    good.write_text('[publish]\nendpoint = "tcp://127.0.0.1:5556"\n')
+    with pytest.raises(ConfigError, match=r"^--endpoint \(sets \[publish\] endpoint\): .*'127\.0\.0\.1:5556'") as err:
+        load_config(good, {"publish": {"endpoint": "127.0.0.1:5556"}}, {"publish.endpoint": "--endpoint"})
+    assert "good.toml" not in str(err.value)
+    with pytest.raises(ConfigError, match=r"^override \[runtime\] wait: .*-1") as err:
+        load_config(None, {"runtime": {"wait": -1}})
+    assert "<defaults>" not in str(err.value)
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[runtime]\nwait = "30s"\n')
+    with pytest.raises(ConfigError, match=r"bad\.toml: \[runtime\] wait: .*'30s'"):
+        load_config(bad, {"runtime": {"wait": 1.0}}, {"runtime.wait": "--wait"})
+    run = cli("run", "--config", str(good), "--model", str(model), "--endpoint", "127.0.0.1:5556", "--wait", "0")
+    assert run.returncode == 2, run.stderr
+    assert "error: --endpoint (sets [publish] endpoint): " in run.stderr and "good.toml" not in run.stderr
+    run = cli("run", "--config", str(bad), "--model", str(model), "--wait", "0")
+    assert run.returncode == 2 and f"{bad}: [runtime] wait:" in run.stderr and "'30s'" in run.stderr, run.stderr
+    run = cli("run", "--config", str(bad), "--model", str(model), "--wait", "1", "--endpoint", free_tcp_endpoint())
+    assert run.returncode == 2 and f"{bad}: [runtime] wait:" in run.stderr, run.stderr
+
+
+def test_missing_model_says_where_the_relative_path_came_from(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A relative model path is resolved against the current directory: the error says so, and who gave it."""
+    config_file = tmp_path / "repo" / "daemon.toml"
+    config_file.parent.mkdir()
+    config_file.write_text('[model]\npath = "exported/m.onnx"\n')
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    tried = re.escape(repr(str(elsewhere / "exported" / "m.onnx")))
+    with pytest.raises(ModelCardError, match=rf"'exported/m\.onnx' \(from \[model\] path in .*daemon\.toml\).*{tried}"):
+        Daemon(load_config(config_file)).start()
+    default = re.escape(repr(str(elsewhere / "exported" / "cogninet-synth.onnx")))
+    with pytest.raises(ModelCardError, match=rf"\(from the built-in default\).*current directory.*{default}"):
+        Daemon(load_config(None)).start()
+    with pytest.raises(ModelCardError, match=r"'/nowhere/m\.onnx' \(from an override\) does not exist\. Pass --model"):
+        Daemon(load_config(None, {"model": {"path": "/nowhere/m.onnx"}})).start()
+    run = subprocess.run(
+        [sys.executable, "-m", "bci_stream.cli", "run", "--config", str(config_file), "--model", "x.onnx", "--wait", "0"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=elsewhere,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])},
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr
+    assert "'x.onnx' (from --model) does not exist" in run.stderr and repr(str(elsewhere / "x.onnx")) in run.stderr
 
 
 def test_missing_and_unsupported_files(tmp_path: Path) -> None:

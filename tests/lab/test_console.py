@@ -145,6 +145,17 @@ def test_liblsl_is_quiet_unless_verbose_and_a_users_level_wins(tmp_path: Path) -
     assert "INFO|" in err["user's config"]  # a level the user set in lsl_api.cfg wins
 
 
+def test_sys_info_says_why_cuda_is_not_usable() -> None:
+    out = run_cli("-q", "sys-info").stdout
+    usable = next(line for line in out.splitlines() if "providers usable:" in line)
+    if "CUDAExecutionProvider" not in out or "CUDAExecutionProvider" in usable:
+        pytest.skip("CUDA is usable here, or this onnxruntime has no CUDA provider")
+    line = next((x for x in out.splitlines() if "CUDA not usable:" in x), "")
+    assert re.search(r"CUDA not usable: (its CUDA provider library cannot load \(\S+: .+\)|the CUDA libraries load"
+                     r"|this onnxruntime)", line), out  # fmt: skip
+    assert "cuDNN 9" in line and "provider = 'auto'" in line, line
+
+
 def test_sys_info_names_every_component() -> None:
     result = run_cli("-q", "sys-info")
     assert result.returncode == 0, result.stderr
