@@ -482,8 +482,8 @@ class Daemon:
         self._unlabelled += 1
         if len(self._unlabelled_sample) < 3 and marker.value[:60] not in self._unlabelled_sample:
             self._unlabelled_sample.append(marker.value[:60])
-        if self.counts.labelled or self._unlabelled < _UNLABELLED_WARNING or self.acquisition is None:
-            return
+        if self.counts.labelled or self._unlabelled != _UNLABELLED_WARNING or self.acquisition is None:
+            return  # warned once, at the count: not rebuilt on every later prediction (the publish path)
         assert self.model is not None
         shown = ", ".join(repr(v) for v in self._unlabelled_sample)
         fields = card_event_fields(self.model.card)
