@@ -10,7 +10,7 @@ sample, whatever the file format counts from (MNE's ``first_samp``, XDF's LSL cl
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -277,17 +277,7 @@ def _boundaries(
             inserts.append((at, max(1, round(removed * sfreq))))
     if not inserts:
         return data, gaps, markers
-    inserts.sort()
-
-    def shifted(index: int) -> int:  # where an original sample index lands once the holes are in
-        return index + sum(n for at, n in inserts if at <= index)
-
-    pieces, begin = [], 0
-    for at, n in inserts:
-        pieces += [data[begin:at], np.full((n, data.shape[1]), np.nan)]
-        begin = at
-    pieces.append(data[begin:])
-    holes = [(shifted(at) - n, shifted(at)) for at, n in inserts]
+    data, holes, shifted = _insert_holes(data, inserts)
     moved = [(shifted(a), shifted(b - 1) + 1) for a, b in gaps] + holes
     markers = [Marker(m.value, m.time + (shifted(round(m.time * sfreq)) - round(m.time * sfreq)) / sfreq)
                for m in markers]  # fmt: skip
@@ -298,7 +288,28 @@ def _boundaries(
         len(holes),
         ", ".join(f"{(b - a) / sfreq:g} s at {a / sfreq:.3f} s" for a, b in holes[:5]),
     )
-    return np.concatenate(pieces), tuple(sorted(moved)), markers
+    return data, tuple(sorted(moved)), markers
+
+
+def _insert_holes(
+    data: np.ndarray, inserts: list[tuple[int, int]]
+) -> tuple[np.ndarray, list[tuple[int, int]], Callable[[int], int]]:
+    """Put ``n`` NaN rows before original sample ``at``, for each ``(at, n)``.
+
+    Returns the new data, the holes as ``[start, stop)`` in its indices, and the map from an original sample
+    index to its new one (for what else must move: markers, earlier gaps).
+    """
+    inserts = sorted(inserts)
+
+    def shifted(index: int) -> int:
+        return index + sum(n for at, n in inserts if at <= index)
+
+    pieces, begin = [], 0
+    for at, n in inserts:
+        pieces += [data[begin:at], np.full((n, data.shape[1]), np.nan)]
+        begin = at
+    pieces.append(data[begin:])
+    return np.concatenate(pieces), [(shifted(at) - n, shifted(at)) for at, n in inserts], shifted
 
 
 def _acquisition_skips(
@@ -532,27 +543,22 @@ def _fill_holes(
             period - steps[i],
             stamps[i] - stamps[0],
         )
-    holes = np.flatnonzero(steps > period + HOLE_TOLERANCE)
+    holes = _hole_steps(stamps, sfreq)
     if not len(holes):
         return data, ()
-    pieces: list[np.ndarray] = []
-    gaps: list[tuple[int, int]] = []
-    filled = begin = 0
-    for i in holes.tolist():
-        missing = round(float(steps[i]) * sfreq) - 1
-        pieces.append(data[begin : i + 1])
-        pieces.append(np.full((missing, data.shape[1]), np.nan))
-        gaps.append((i + 1 + filled, i + 1 + filled + missing))
-        filled += missing
-        begin = i + 1
-    pieces.append(data[begin:])
+    data, gaps, _ = _insert_holes(data, [(i + 1, round(float(steps[i]) * sfreq) - 1) for i in holes.tolist()])
     _log.info(
         "%s: %d hole(s) in the EEG (%s), filled with NaN so markers stay on their samples",
         what,
         len(gaps),
         ", ".join(f"{a / sfreq:.3f}-{b / sfreq:.3f} s" for a, b in gaps[:5]),
     )
-    return np.concatenate(pieces), tuple(gaps)
+    return data, tuple(gaps)
+
+
+def _hole_steps(stamps: np.ndarray, sfreq: float) -> np.ndarray:
+    """Indices ``i`` where the step from ``stamps[i]`` to ``stamps[i + 1]`` is a hole (see :data:`HOLE_TOLERANCE`)."""
+    return np.flatnonzero(np.diff(stamps) > 1.0 / sfreq + HOLE_TOLERANCE)
 
 
 def _info_value(info: dict[str, Any], key: str) -> str:
@@ -801,7 +807,7 @@ def describe_xdf(streams: list[XdfStream], *, max_values: int = 20) -> list[str]
         )
         if s.nominal_srate > 0 and s.n_samples > 1:
             steps = np.diff(s.time_stamps)
-            holes = np.flatnonzero(steps > 1.0 / s.nominal_srate + HOLE_TOLERANCE)
+            holes = _hole_steps(s.time_stamps, s.nominal_srate)
             if len(holes):
                 period = 1.0 / s.nominal_srate
                 where = ", ".join(
