@@ -20,6 +20,7 @@ import math
 import numbers
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -79,6 +80,65 @@ def stream_name_for(path: str | Path) -> str:
         if lowered.endswith(ext) and len(name) > len(ext):
             return name[: -len(ext)]
     return Path(path).stem or name
+
+
+_WAIT_HINT = (
+    "start the consumer first and let the replay wait for it (wait_consumers, bci-stream replay --wait-consumers S)"
+)
+
+
+def _wait_for_outlets(
+    outlets: Sequence[tuple[pylsl.StreamOutlet, str]], wait: float, stop: threading.Event | None, advice: str = ""
+) -> bool:
+    """Wait up to ``wait`` s for every outlet to have a consumer; on time-out warn, naming those without one, and
+    go on (True). False only if ``stop`` was set meanwhile."""
+    deadline = pylsl.local_clock() + wait
+    _log.info("waiting up to %g s for consumers of %s", wait, ", ".join(repr(name) for _, name in outlets))
+    for outlet, _name in outlets:
+        while not outlet.have_consumers():
+            if stop is not None and stop.is_set():
+                return False
+            remaining = deadline - pylsl.local_clock()
+            if remaining <= 0:
+                missing = " or ".join(repr(name) for o, name in outlets if not o.have_consumers())
+                _log.warning(
+                    "no consumer connected to %s within %g s; playing anyway (consumers that connect later miss "
+                    "the start)%s",
+                    missing,
+                    wait,
+                    advice,
+                )
+                return True
+            outlet.wait_for_consumers(min(remaining, 0.1))  # short slices so that `stop` is honoured
+    _log.info("consumers connected to every outlet")
+    return True
+
+
+def _warn_unconsumed(stream: str, what: str) -> None:
+    """The first marker pushed with nobody connected (warned once; :func:`_report_unconsumed` counts at the end)."""
+    _log.warning(
+        "%s pushed to %r with no consumer connected: lost for every inlet that connects later (the count comes at "
+        "the end); %s",
+        what,
+        stream,
+        _WAIT_HINT,
+    )
+
+
+def _report_unconsumed(stream: str, lost: int, pushed: int) -> None:
+    if lost:
+        _log.warning(
+            "%d of %d markers were pushed to %r while it had no consumer: they are lost for every inlet that "
+            "connected later; %s",
+            lost,
+            pushed,
+            stream,
+            _WAIT_HINT,
+        )
+
+
+def _counts(by_name: dict[str, int]) -> str:
+    return ", ".join(f"{name} {n}" for name, n in by_name.items())
 
 
 class Player:
@@ -352,41 +412,13 @@ class Player:
         return False
 
     def _report_unconsumed(self) -> None:
-        if self.markers_unconsumed:
-            _log.warning(
-                "%d of %d markers were pushed to %r while it had no consumer: they are lost for every inlet "
-                "that connected later; start the consumer first and let the replay wait for it "
-                "(wait_consumers, bci-stream replay --wait-consumers S)",
-                self.markers_unconsumed,
-                self.markers_pushed,
-                f"{self.name}-markers",
-            )
+        _report_unconsumed(f"{self.name}-markers", self.markers_unconsumed, self.markers_pushed)
 
     def _wait_for_consumers(self, stop: threading.Event | None) -> bool:
         """Wait up to ``wait_consumers`` s for both outlets to have a consumer; False if stopped meanwhile."""
         assert self._eeg_outlet is not None and self._marker_outlet is not None
-        deadline = pylsl.local_clock() + self.wait_consumers
-        _log.info(
-            "waiting up to %g s for consumers of %r and %r", self.wait_consumers, self.name, f"{self.name}-markers"
-        )
-        outlets = ((self._eeg_outlet, self.name), (self._marker_outlet, f"{self.name}-markers"))
-        for outlet, _label in outlets:
-            while not outlet.have_consumers():
-                if stop is not None and stop.is_set():
-                    return self._stopped()
-                remaining = deadline - pylsl.local_clock()
-                if remaining <= 0:
-                    missing = [label for o, label in outlets if not o.have_consumers()]
-                    _log.warning(
-                        "no consumer connected to %s within %g s; playing anyway (consumers that connect later "
-                        "miss the start)",
-                        " or ".join(repr(label) for label in missing),
-                        self.wait_consumers,
-                    )
-                    return True
-                outlet.wait_for_consumers(min(remaining, 0.1))  # short slices so that `stop` is honoured
-        _log.info("consumers connected to both outlets")
-        return True
+        outlets = [(self._eeg_outlet, self.name), (self._marker_outlet, f"{self.name}-markers")]
+        return _wait_for_outlets(outlets, self.wait_consumers, stop) or self._stopped()
 
     @staticmethod
     def _sleep_until(due: float, stop: threading.Event | None) -> bool:
@@ -416,13 +448,7 @@ class Player:
         if not self._marker_outlet.have_consumers():
             # LSL keeps nothing for inlets that connect later: this marker reaches nobody.
             if not self.markers_unconsumed:
-                _log.warning(
-                    "marker %r pushed to %r with no consumer connected: it is lost for every inlet that connects "
-                    "later (the count comes at the end); start the consumer first and let the replay wait for it "
-                    "(wait_consumers, bci-stream replay --wait-consumers S)",
-                    value,
-                    f"{self.name}-markers",
-                )
+                _warn_unconsumed(f"{self.name}-markers", f"marker {value!r}")
             self.markers_unconsumed += 1
         try:
             self._marker_outlet.push_sample([value], stamp)
@@ -615,20 +641,13 @@ class XdfPlayer:
         )
         for stamp, index, begin, end in events:
             if not Player._sleep_until(t0 + (stamp - self.origin) / self.speed, stop):
-                _log.info(
-                    "%s stopped: samples pushed %s", self.source, ", ".join(f"{k} {n}" for k, n in self.pushed.items())
-                )
+                _log.info("%s stopped: samples pushed %s", self.source, _counts(self.pushed))
                 self._report_unconsumed()
                 return False
             stream = self.streams[index]
             if stream.name in self.unconsumed and not self._outlets[index].have_consumers():
                 if not self.unconsumed[stream.name]:
-                    _log.warning(
-                        "markers pushed to %r with no consumer connected: they are lost for every inlet that "
-                        "connects later (the count comes at the end); start the consumer first and let the replay "
-                        "wait for it (wait_consumers, bci-stream replay --wait-consumers S)",
-                        stream.name,
-                    )
+                    _warn_unconsumed(stream.name, "markers")
                 self.unconsumed[stream.name] += end - begin
             stamps = (t0 + (stream.time_stamps[begin:end] - self.origin)).tolist()
             try:
@@ -639,47 +658,18 @@ class XdfPlayer:
             except RuntimeError as exc:
                 raise BciStreamError(f"pushing to LSL stream {stream.name!r} failed: {exc}") from exc
             self.pushed[stream.name] += end - begin
-        _log.info("%s ended: samples pushed %s", self.source, ", ".join(f"{k} {n}" for k, n in self.pushed.items()))
+        _log.info("%s ended: samples pushed %s", self.source, _counts(self.pushed))
         self._report_unconsumed()
         return True
 
     def _report_unconsumed(self) -> None:
         for name, lost in self.unconsumed.items():
-            if lost:
-                _log.warning(
-                    "%d of %d markers were pushed to %r while it had no consumer: they are lost for every inlet "
-                    "that connected later; start the consumer first and let the replay wait for it "
-                    "(wait_consumers, bci-stream replay --wait-consumers S)",
-                    lost,
-                    self.pushed[name],
-                    name,
-                )
+            _report_unconsumed(name, lost, self.pushed[name])
 
     def _wait_for_consumers(self, stop: threading.Event | None) -> bool:
-        deadline = pylsl.local_clock() + self.wait_consumers
-        _log.info(
-            "waiting up to %g s for consumers of %s",
-            self.wait_consumers,
-            ", ".join(repr(s.name) for s in self.streams),
-        )
-        for outlet, _stream in zip(self._outlets, self.streams, strict=True):
-            while not outlet.have_consumers():
-                if stop is not None and stop.is_set():
-                    return False
-                remaining = deadline - pylsl.local_clock()
-                if remaining <= 0:
-                    missing = [
-                        s.name for o, s in zip(self._outlets, self.streams, strict=True) if not o.have_consumers()
-                    ]
-                    _log.warning(
-                        "no consumer connected to %s within %g s; playing anyway (consumers that connect later "
-                        "miss the start); replay only the streams your consumers read (--streams NAME ...)",
-                        " or ".join(repr(name) for name in missing),
-                        self.wait_consumers,
-                    )
-                    return True
-                outlet.wait_for_consumers(min(remaining, 0.1))
-        return True
+        outlets = [(o, stream.name) for o, stream in zip(self._outlets, self.streams, strict=True)]
+        advice = "; replay only the streams your consumers read (--streams NAME ...)"
+        return _wait_for_outlets(outlets, self.wait_consumers, stop, advice)
 
     def have_consumers(self) -> bool:
         return any(o.have_consumers() for o in self._outlets)
