@@ -225,20 +225,6 @@ def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _overridden(overrides: dict[str, Any], loc: tuple[Any, ...]) -> tuple[str, ...] | None:
-    """The dotted key path of ``overrides`` that gave the value at ``loc`` (None: not overridden)."""
-    node: Any = overrides
-    path: list[str] = []
-    for part in loc:
-        if not isinstance(node, dict) or part not in node or node[part] is None:
-            return None
-        node = node[part]
-        path.append(str(part))
-        if not isinstance(node, dict):
-            return tuple(path)
-    return None
-
-
 def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
@@ -272,22 +258,24 @@ def load_config(
         except ValidationError as exc:
             raise ConfigError(f"{source}: {'; '.join(_describe(e) for e in exc.errors())}") from exc
     overrides = overrides or {}
+    given_keys = _leaves(overrides)  # dotted keys the overrides set (None: not given)
     try:
         config = DaemonConfig.model_validate(_merge(data, overrides))
     except ValidationError as exc:
         problems: list[str] = []
         for err in exc.errors():
-            given = _overridden(overrides, tuple(err["loc"]))
+            loc = ".".join(str(part) for part in err["loc"])
+            given = next((k for k in given_keys if loc == k or loc.startswith(k + ".")), None)
             if given is None:  # not an override's value (the file passed alone): name the file
                 problems.append(f"{source}: {_describe(err)}")
                 continue
-            flag = (flags or {}).get(".".join(given))
+            flag = (flags or {}).get(given)
             where, _, rule = _describe(err).partition(": ")
             problems.append(f"{flag} (sets {where}): {rule}" if flag else f"override {where}: {rule}")
         raise ConfigError("; ".join(problems)) from exc
     for key in _leaves(data):
         config._origins[key] = f"[{key.replace('.', '] ', 1)} in {source}"
-    for key in _leaves(overrides):
+    for key in given_keys:
         config._origins[key] = (flags or {}).get(key, "an override")
     return config
 
