@@ -29,8 +29,8 @@ SPLITS = ("by-image", "by-recording", "by-block", "by-trial")
 @dataclass(frozen=True)
 class SplitOption:
     """How messages name the split setting: ``setting`` formats the key with a value, ``choose`` a value to choose,
-    ``image_regex`` the image-id pattern's setting (``image_setting`` in full), ``test`` what asks for a test split; ``leak`` is the note a
-    by-trial split carries; ``strict`` the setting that refuses leaks (and so a by-trial split); ``seed`` the setting
+    ``image_regex`` the image-id pattern's setting (``image_setting`` in full), ``test`` what asks for a test split; ``judged`` which
+    accuracy a by-trial split makes optimistic (in :attr:`leak`, the note such a split carries); ``strict`` the setting that refuses leaks (and so a by-trial split); ``seed`` the setting
     that seeds which units go to which part."""
 
     key: str
@@ -39,12 +39,19 @@ class SplitOption:
     image_regex: str
     image_setting: str
     test: str
-    leak: str
+    judged: str  # which accuracy a by-trial split makes optimistic
     strict: str
     seed: str
 
     def set_to(self, value: str | None) -> str:
         return self.setting.format(value)
+
+    @property
+    def leak(self) -> str:
+        return (
+            f"leaky: trials of one recording are not independent (they share slow drifts and blocks), so {self.judged} "
+            f"optimistic; choose {self.set_to('by-recording')} or {self.set_to('by-block')}"
+        )
 
     def choice(self, *values: str) -> str:
         return " or ".join(self.choose.format(v) for v in values)
@@ -54,24 +61,21 @@ class SplitOption:
 CONFIG_OPTION = SplitOption(
     key="[data] split", setting="[data] split = {!r}", choose="split = {!r}", image_regex="image_regex",
     image_setting="[data] image_regex", test="[train] test_fraction > 0",
-    leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so validation and "
-         "test accuracy are optimistic; choose [data] split = 'by-recording' or 'by-block'",
+    judged="validation and test accuracy are",
     strict="[data] strict = true", seed="[train] seed",
 )  # fmt: skip
 #: ``bci-train distil``: ``--split``.
 CLI_OPTION = SplitOption(
     key="--split", setting="--split {}", choose="--split {}", image_regex="--image-regex",
     image_setting="--image-regex", test="a test split",
-    leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
-         "accuracy is optimistic; choose --split by-recording or --split by-block",
+    judged="the validation accuracy is",
     strict="--strict", seed="--seed",
 )  # fmt: skip
 #: :func:`training.fit.train_student` called from Python: its ``split`` argument.
 API_OPTION = SplitOption(
     key="split", setting="split={!r}", choose="split={!r}", image_regex="image_regex",
     image_setting="image_regex", test="a test split",
-    leak="leaky: trials of one recording are not independent (they share slow drifts and blocks), so the validation "
-         "accuracy is optimistic; choose split='by-recording' or split='by-block'",
+    judged="the validation accuracy is",
     strict="strict=True", seed="seed",
 )  # fmt: skip
 
